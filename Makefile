@@ -1,0 +1,80 @@
+# Course commands. See README.md.
+#   make book       build the site into _build/html (creates .venv on first use)
+#   make test       library tests, strict nbval of the notebooks, book build with -W
+#   make notebooks  re-execute every notebook in place (refreshes the committed outputs)
+#   make test-gpu   lax nbval of every notebook with CUDA required; runs in an existing
+#                   environment too: make test-gpu PYTHON=python3
+#   make bench      run benchmarks/, write results to benchmarks/results/
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+BASE_PYTHON ?= python3
+VENV        := .venv
+PYTHON      ?= $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+JOBS        ?= 2
+# The environment is only built when we use our own .venv; PYTHON=... uses what exists.
+ENV_DEP     := $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(STAMP),)
+TORCH_PIN   := $(shell grep -E '^torch==' requirements.txt)
+D2L_PIN     := d2l==1.0.3
+NOTEBOOKS   := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+BOOK_FLAGS  := -W -n --keep-going
+
+.PHONY: help install book book-strict test test-lib test-notebooks test-gpu notebooks bench clean
+
+help:
+	@sed -n '2,8p' Makefile | sed 's/^# *//'
+
+install: $(STAMP)
+
+# torch goes first and on its own: any other spec pulls GBs of CUDA wheels.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(BASE_PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q "$(TORCH_PIN)"
+	$(VENV)/bin/python -m pip install -q -r requirements.txt
+	$(VENV)/bin/python -m pip install -q --no-deps "$(D2L_PIN)"
+	$(VENV)/bin/python -m pip install -q --no-deps -e .
+	$(VENV)/bin/python -c "import torch, attention_lib; print('torch', torch.__version__, '| attention_lib', attention_lib.__version__)"
+	touch $@
+
+book: $(ENV_DEP)
+	$(PYTHON) -m jupyter_book build . --builder html
+	@echo "Site built: open $(CURDIR)/_build/html/index.html"
+
+# The same build with warnings as errors and nitpicky cross-references, from scratch.
+book-strict: $(ENV_DEP)
+	rm -rf _build/html _build/.doctrees
+	$(PYTHON) -m jupyter_book build . --builder html $(BOOK_FLAGS)
+
+test-lib: $(ENV_DEP)
+	$(PYTHON) -m pytest tests -n $(JOBS) -q
+
+test-notebooks: $(ENV_DEP)
+	$(PYTHON) -m pytest $(NBVAL_FLAGS) -n $(JOBS) --dist loadfile -q $(NOTEBOOKS)
+
+test: test-lib test-notebooks book-strict
+	@echo "make test: all green"
+
+notebooks: $(ENV_DEP)
+	for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb"; start=$$(date +%s); \
+	  $(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=600 "$$nb"; \
+	  echo "   $$(( $$(date +%s) - start )) s"; \
+	done
+
+test-gpu:
+	$(PYTHON) -c "import torch, sys; ok = torch.cuda.is_available(); print('CUDA available:', ok); sys.exit(0 if ok else 'make test-gpu needs a CUDA device')"
+	ATTENTION_DEVICE=cuda $(PYTHON) -m pytest tests -q -x
+	ATTENTION_DEVICE=cuda $(PYTHON) -m pytest --nbval-lax -p no:cacheprovider -q $(NOTEBOOKS)
+
+bench: $(ENV_DEP)
+	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }; \
+	for b in benchmarks/*.py; do echo "== $$b"; $(PYTHON) "$$b"; done
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis

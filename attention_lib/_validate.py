@@ -1,0 +1,109 @@
+"""Input validation shared by the public functions.
+
+Every public function of the library checks its inputs here, so that a wrong shape or dtype
+fails at the boundary with a message that names the argument, what was expected and what was
+given, instead of failing deep inside a matmul with a message about ``mat1`` and ``mat2``.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def shape_str(t: Tensor | Sequence[int]) -> str:
+    """``(2, 4, 8)`` for a tensor or a shape."""
+    shape = tuple(t.shape) if isinstance(t, torch.Tensor) else tuple(t)
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def check_tensor(name: str, t, *, ndim: Optional[int | Sequence[int]] = None,
+                 floating: bool = True, layout: str = "") -> None:
+    """Raise ``TypeError``/``ValueError`` unless ``t`` is a tensor of the expected rank and kind.
+
+    ``layout`` (e.g. ``"(B, H, N, D)"``) is only used to make the message readable.
+    """
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor{' ' + layout if layout else ''}, "
+                        f"got {type(t).__name__}")
+    if floating and not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype} "
+                        f"with shape {shape_str(t)}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if t.dim() not in allowed:
+            want = " or ".join(f"{n}-D" for n in allowed)
+            raise ValueError(f"{name} must be {want}{' ' + layout if layout else ''}, "
+                             f"got {t.dim()}-D with shape {shape_str(t)}")
+
+
+def broadcastable(shape: Sequence[int], target: Sequence[int]) -> bool:
+    """True when a tensor of ``shape`` broadcasts to ``target`` without growing it."""
+    if len(shape) > len(target):
+        return False
+    for s, t in zip(reversed(tuple(shape)), reversed(tuple(target))):
+        if s != 1 and s != t:
+            return False
+    return True
+
+
+def check_mask(name: str, mask: Optional[Tensor], target: Sequence[int],
+               layout: str = "(B, H, Nq, Nk)") -> None:
+    """A bool mask (True = may attend) that broadcasts to ``target``."""
+    if mask is None:
+        return
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a bool torch.Tensor, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        hint = (" (to add a float bias to the scores, pass it as bias=...; to convert a 0/1 "
+                "mask, use mask.bool())")
+        raise TypeError(f"{name} must have dtype torch.bool (True = may attend), got "
+                        f"{mask.dtype} with shape {shape_str(mask)}{hint}")
+    if not broadcastable(mask.shape, target):
+        raise ValueError(f"{name} with shape {shape_str(mask)} does not broadcast to the "
+                         f"scores' shape {layout} = {shape_str(target)}")
+
+
+def check_bias(name: str, bias: Optional[Tensor], target: Sequence[int],
+               layout: str = "(B, H, Nq, Nk)") -> None:
+    """A float additive bias that broadcasts to ``target``."""
+    if bias is None:
+        return
+    check_tensor(name, bias)
+    if not broadcastable(bias.shape, target):
+        raise ValueError(f"{name} with shape {shape_str(bias)} does not broadcast to the "
+                         f"scores' shape {layout} = {shape_str(target)}")
+
+
+def check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
+    """Shapes of an attention call in the (B, H, N, D) layout.
+
+    query: (B, H, Nq, D)   key: (B, H, Nk, D)   value: (B, H, Nk, Dv)
+    """
+    for name, t, lay in (("query", query, "(B, H, Nq, D)"), ("key", key, "(B, H, Nk, D)"),
+                         ("value", value, "(B, H, Nk, Dv)")):
+        check_tensor(name, t, ndim=4, layout=lay)
+    if not (query.dtype == key.dtype == value.dtype):
+        raise TypeError(f"query, key and value must share a dtype, got {query.dtype}, "
+                        f"{key.dtype} and {value.dtype}")
+    if query.shape[-1] != key.shape[-1]:
+        raise ValueError(f"query and key must have the same head dim D (last axis): "
+                         f"query {shape_str(query)} vs key {shape_str(key)}")
+    if key.shape[-2] != value.shape[-2]:
+        raise ValueError(f"key and value must have the same number of positions Nk "
+                         f"(axis -2): key {shape_str(key)} vs value {shape_str(value)}")
+    if query.shape[-1] == 0:
+        raise ValueError(f"query has head dim 0: {shape_str(query)}")
+    if key.shape[-2] == 0 or query.shape[-2] == 0:
+        raise ValueError(f"empty sequence: query {shape_str(query)}, key {shape_str(key)}; "
+                         f"attention needs at least one query and one key")
+    try:
+        torch.broadcast_shapes(query.shape[:2], key.shape[:2], value.shape[:2])
+    except RuntimeError:
+        raise ValueError(f"batch/head axes (B, H) of query {shape_str(query)}, key "
+                         f"{shape_str(key)} and value {shape_str(value)} do not broadcast") from None
+    if not (query.device == key.device == value.device):
+        raise ValueError(f"query, key and value must be on one device, got {query.device}, "
+                         f"{key.device} and {value.device}")

@@ -1,0 +1,127 @@
+"""Static checks of the committed notebooks and the book's table of contents.
+
+Fast and independent of execution: stale outputs (unexecuted cells, out-of-order execution
+counts), error outputs, the Colab setup cell, titles, and _toc.yml <-> files on disk.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def _cells(path: Path, kind: str):
+    nb = json.loads(path.read_text())
+    return [c for c in nb["cells"] if c["cell_type"] == kind]
+
+
+def _source(cell) -> str:
+    src = cell["source"]
+    return "".join(src) if isinstance(src, list) else src
+
+
+def setup_cell_source() -> str:
+    """The Colab setup cell every notebook starts with, derived from _config.yml."""
+    repo = CONFIG["repository"]
+    spec = f"attention-lib @ git+{repo['url']}@{repo['branch']}"
+    return (
+        "# Setup: on Colab (or any fresh environment) install the course library, then import it.\n"
+        "# The repository URL and branch are defined once, in the book's _config.yml.\n"
+        "try:\n"
+        "    import attention_lib\n"
+        "except ImportError:\n"
+        f'    %pip install -q "{spec}"\n'
+        "    import attention_lib"
+    )
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 2, "expected at least chapters 02 and 03 in notebooks/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_executed_top_to_bottom(path):
+    """Every code cell was executed, once, in order: outputs are not stale."""
+    code = [c for c in _cells(path, "code") if _source(c).strip()]
+    counts = [c.get("execution_count") for c in code]
+    missing = [i for i, n in enumerate(counts) if n is None]
+    assert not missing, f"{path.name}: code cells {missing} were never executed (make notebooks)"
+    assert counts == list(range(counts[0], counts[0] + len(counts))), (
+        f"{path.name}: execution counts {counts} are not consecutive: re-run top to bottom "
+        f"with `make notebooks`")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_error_outputs(path):
+    for i, cell in enumerate(_cells(path, "code")):
+        for out in cell.get("outputs", []):
+            assert out.get("output_type") != "error", f"{path.name}: code cell {i} has an error"
+            text = "".join(out.get("text", "")) if out.get("output_type") == "stream" else ""
+            assert "Traceback" not in text, f"{path.name}: code cell {i} prints a traceback"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_is_the_colab_setup(path):
+    first = _source(_cells(path, "code")[0]).strip()
+    assert first == setup_cell_source(), (
+        f"{path.name}: the first code cell must be the setup cell built from _config.yml:\n"
+        f"{setup_cell_source()}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_one_title_first(path):
+    nb = json.loads(path.read_text())
+    first = nb["cells"][0]
+    assert first["cell_type"] == "markdown", f"{path.name}: the first cell must be the title"
+    titles = [ln for c in _cells(path, "markdown") for ln in _source(c).splitlines()
+              if re.match(r"^# ", ln)]
+    assert _source(first).lstrip().startswith("# ") and len(titles) == 1, (
+        f"{path.name}: exactly one '# ' title, in the first cell; found {titles}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_figures_are_png(path):
+    for i, cell in enumerate(_cells(path, "code")):
+        for out in cell.get("outputs", []):
+            assert "image/svg+xml" not in out.get("data", {}), f"{path.name}: cell {i} has SVG"
+
+
+def _toc_files(node) -> list[str]:
+    files = []
+    if isinstance(node, dict):
+        if "file" in node:
+            files.append(node["file"])
+        if "root" in node:
+            files.append(node["root"])
+        for v in node.values():
+            files += _toc_files(v)
+    elif isinstance(node, list):
+        for v in node:
+            files += _toc_files(v)
+    return files
+
+
+def test_toc_and_files_agree():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    listed = _toc_files(toc)
+    for f in listed:
+        assert any((ROOT / f).with_suffix(s).exists() for s in (".md", ".ipynb")), (
+            f"_toc.yml lists {f}, which does not exist")
+    for nb in NOTEBOOKS:
+        assert f"notebooks/{nb.stem}" in listed, f"{nb.name} is not in _toc.yml"
+
+
+def test_config_is_complete():
+    assert CONFIG["execute"]["execute_notebooks"] == "off"
+    assert CONFIG["repository"]["url"].startswith("https://github.com/")
+    assert CONFIG["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    import datetime
+    year = int(str(CONFIG["copyright"]).split("-")[-1])
+    assert 2026 <= year <= datetime.date.today().year, "copyright year is not current"
