@@ -23,7 +23,7 @@ NOTEBOOKS   := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 BOOK_FLAGS  := -W -n --keep-going
 
-.PHONY: help install book book-strict test test-lib test-notebooks test-gpu notebooks bench clean
+.PHONY: help install book book-strict test test-lib test-notebooks test-site test-gpu notebooks bench clean
 
 help:
 	@sed -n '2,8p' Makefile | sed 's/^# *//'
@@ -51,12 +51,16 @@ book-strict: $(ENV_DEP)
 	$(PYTHON) -m jupyter_book build . --builder html $(BOOK_FLAGS)
 
 test-lib: $(ENV_DEP)
-	$(PYTHON) -m pytest tests -n $(JOBS) -q
+	$(PYTHON) -m pytest tests -n $(JOBS) -q --ignore=tests/site
 
 test-notebooks: $(ENV_DEP)
 	$(PYTHON) -m pytest $(NBVAL_FLAGS) -n $(JOBS) --dist loadfile -q $(NOTEBOOKS)
 
-test: test-lib test-notebooks book-strict
+# Browser tests of the built site (skipped, with the reason, when chromium is missing).
+test-site: $(ENV_DEP)
+	$(PYTHON) -m pytest tests/site -q -rs
+
+test: test-lib test-notebooks book-strict test-site
 	@echo "make test: all green"
 
 notebooks: $(ENV_DEP)
@@ -69,7 +73,7 @@ notebooks: $(ENV_DEP)
 
 test-gpu:
 	$(PYTHON) -c "import torch, sys; ok = torch.cuda.is_available(); print('CUDA available:', ok); sys.exit(0 if ok else 'make test-gpu needs a CUDA device')"
-	ATTENTION_DEVICE=cuda $(PYTHON) -m pytest tests -q -x
+	ATTENTION_DEVICE=cuda $(PYTHON) -m pytest tests -q -x --ignore=tests/site
 	ATTENTION_DEVICE=cuda $(PYTHON) -m pytest --nbval-lax -p no:cacheprovider -q $(NOTEBOOKS)
 
 bench: $(ENV_DEP)
