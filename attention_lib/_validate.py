@@ -14,9 +14,9 @@ Tensor = torch.Tensor
 
 
 def shape_str(t: Tensor | Sequence[int]) -> str:
-    """``(2, 4, 8)`` for a tensor or a shape."""
+    """``(2, 4, 8)`` for a tensor or a shape; ``(2,)`` for one axis, as Python writes it."""
     shape = tuple(t.shape) if isinstance(t, torch.Tensor) else tuple(t)
-    return "(" + ", ".join(str(s) for s in shape) + ")"
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def check_tensor(name: str, t, *, ndim: Optional[int | Sequence[int]] = None,

@@ -195,6 +195,7 @@ def reference_attention(query: Tensor, key: Tensor, value: Tensor,
     query: (B, H, Nq, D)   key: (B, H, Nk, D)   value: (B, H, Nk, Dv)
     attn_mask: bool, broadcastable to (B, H, Nq, Nk); True = may attend.
     bias: float, broadcastable to (B, H, Nq, Nk); added to the scores (e.g. ALiBi, T5 bias).
+    A ``-inf`` entry hides that key exactly as the mask does.
     is_causal: also hide keys j > i (top-left aligned, as in SDPA).
     scale: multiplies q.k; default 1/sqrt(D).
     dropout_p: dropout on the weights (applied whenever > 0, like SDPA; pass 0.0 in eval).
@@ -217,9 +218,12 @@ def reference_attention(query: Tensor, key: Tensor, value: Tensor,
     if bias is not None:
         scores = scores + bias.to(scores.dtype)
     keep = _keep_mask(attn_mask, is_causal, query.shape[-2], key.shape[-2], query.device)
+    if bias is not None:
+        # A -inf bias hides a key just as the mask does: fold it into `keep`, so that a row the
+        # bias empties gets zeros (and zero gradients, not NaN) like a fully masked row.
+        allowed = ~torch.isneginf(bias)
+        keep = allowed if keep is None else keep & allowed
     weights = masked_softmax(scores, keep)  # (B, H, Nq, Nk)
-    if bias is not None:  # a -inf bias can empty a row too; masked_softmax saw only `keep`
-        weights = torch.nan_to_num(weights, nan=0.0)
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p, training=True)
     out = (weights @ value).to(out_dtype)  # (B, H, Nq, Dv)

@@ -23,6 +23,7 @@ __all__ = ["DotProductAttention", "AdditiveAttention", "MultiHeadAttention",
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:
     """(B, N, H * Dh) -> (B, H, N, Dh). A ``view`` alone would scramble heads: transpose."""
+    check_tensor("x", x, ndim=3, floating=False, layout="(B, N, H * Dh)")
     b, n, e = x.shape
     if e % num_heads:
         raise ValueError(f"last dim {e} of {shape_str(x)} is not divisible by num_heads="
@@ -32,6 +33,7 @@ def split_heads(x: Tensor, num_heads: int) -> Tensor:
 
 def merge_heads(x: Tensor) -> Tensor:
     """(B, H, N, Dh) -> (B, N, H * Dh), the inverse of :func:`split_heads`."""
+    check_tensor("x", x, ndim=4, floating=False, layout="(B, H, N, Dh)")
     b, h, n, d = x.shape
     return x.transpose(1, 2).reshape(b, n, h * d)  # (B, N, H * Dh)
 
@@ -40,6 +42,16 @@ def _check_seq(name: str, x: Tensor, dim: Optional[int] = None, dim_name: str = 
     check_tensor(name, x, ndim=3, layout=f"(B, N, {dim_name})")
     if dim is not None and x.shape[-1] != dim:
         raise ValueError(f"{name} must have last dim {dim_name}={dim}, got shape {shape_str(x)}")
+
+
+def _check_kv(query: Tensor, key: Tensor, value: Tensor) -> None:
+    """query: (B, Nq, .)   key: (B, Nk, .)   value: (B, Nk, .): one batch size, one Nk."""
+    if key.shape[:2] != value.shape[:2]:
+        raise ValueError(f"key and value must share (B, Nk): key {shape_str(key)} vs value "
+                         f"{shape_str(value)}")
+    if query.shape[0] != key.shape[0]:
+        raise ValueError(f"query and key must share the batch size B: query {shape_str(query)} "
+                         f"vs key {shape_str(key)}")
 
 
 def _mask_3d(attn_mask: Optional[Tensor], b: int, nq: int, nk: int) -> Optional[Tensor]:
@@ -72,6 +84,7 @@ class DotProductAttention(nn.Module):
         _check_seq("query", query)
         _check_seq("key", key, query.shape[-1])
         _check_seq("value", value)
+        _check_kv(query, key, value)
         mask = _mask_3d(attn_mask, query.shape[0], query.shape[1], key.shape[1])
         res = AF.attention(query[:, None], key[:, None], value[:, None], mask,  # (B, 1, N, D)
                            dropout_p=self.dropout if self.training else 0.0,
@@ -107,9 +120,7 @@ class AdditiveAttention(nn.Module):
         _check_seq("query", query, self.W_q.in_features, "Dq")
         _check_seq("key", key, self.W_k.in_features, "Dk")
         _check_seq("value", value)
-        if key.shape[:2] != value.shape[:2]:
-            raise ValueError(f"key and value must share (B, Nk): key {shape_str(key)} vs value "
-                             f"{shape_str(value)}")
+        _check_kv(query, key, value)
         scores = AF.additive_score(query, key, self.W_q.weight, self.W_k.weight,
                                    self.w_v.weight[0])  # (B, Nq, Nk)
         mask = None
@@ -139,6 +150,9 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, embed_dim: int, num_heads: int, *, dropout: float = 0.0,
                  bias: bool = True, kdim: Optional[int] = None, vdim: Optional[int] = None):
         super().__init__()
+        for name, val in (("embed_dim", embed_dim), ("num_heads", num_heads)):
+            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+                raise ValueError(f"{name} must be a positive int, got {val!r}")
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
         self.embed_dim, self.num_heads = embed_dim, num_heads
@@ -159,9 +173,7 @@ class MultiHeadAttention(nn.Module):
         _check_seq("query", query, self.embed_dim, "E")
         _check_seq("key", key, self.kdim, "kdim")
         _check_seq("value", value, self.vdim, "vdim")
-        if key.shape[:2] != value.shape[:2]:
-            raise ValueError(f"key and value must share (B, Nk): key {shape_str(key)} vs value "
-                             f"{shape_str(value)}")
+        _check_kv(query, key, value)
         h = self.num_heads
         q = split_heads(self.q_proj(query), h)  # (B, H, Nq, Dh)
         k = split_heads(self.k_proj(key), h)  # (B, H, Nk, Dh)
@@ -190,5 +202,6 @@ class PositionalEncoding(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         _check_seq("x", x, self.d_model, "d_model")
         if x.shape[1] > self.max_len:
-            raise ValueError(f"x has {x.shape[1]} positions, more than max_len={self.max_len}")
+            raise ValueError(f"x with shape {shape_str(x)} has {x.shape[1]} positions, more than "
+                             f"max_len={self.max_len}")
         return self.dropout(x + self.P[: x.shape[1]].to(x.dtype))  # (B, N, d_model)
