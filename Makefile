@@ -23,7 +23,7 @@ NOTEBOOKS   := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 BOOK_FLAGS  := -W -n --keep-going
 
-.PHONY: help install book book-strict test test-lib test-notebooks test-site test-gpu notebooks bench clean
+.PHONY: help install book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks bench clean
 
 help:
 	@sed -n '2,8p' Makefile | sed 's/^# *//'
@@ -51,7 +51,7 @@ book-strict: $(ENV_DEP)
 	$(PYTHON) -m jupyter_book build . --builder html $(BOOK_FLAGS)
 
 test-lib: $(ENV_DEP)
-	$(PYTHON) -m pytest tests -n $(JOBS) -q --ignore=tests/site
+	$(PYTHON) -m pytest tests -n $(JOBS) -q --ignore=tests/site --ignore=tests/colab
 
 test-notebooks: $(ENV_DEP)
 	$(PYTHON) -m pytest $(NBVAL_FLAGS) -n $(JOBS) --dist loadfile -q $(NOTEBOOKS)
@@ -59,6 +59,11 @@ test-notebooks: $(ENV_DEP)
 # Browser tests of the built site (skipped, with the reason, when chromium is missing).
 test-site: $(ENV_DEP)
 	$(PYTHON) -m pytest tests/site -q -rs
+
+# The Colab path: a fresh environment with only Colab's preinstalls runs a chapter whose setup
+# cell installs attention_lib from the repository URL in _config.yml (served from this checkout).
+test-colab: $(ENV_DEP)
+	$(PYTHON) -m pytest tests/colab -q -s
 
 test: test-lib test-notebooks book-strict test-site
 	@echo "make test: all green"
@@ -73,7 +78,7 @@ notebooks: $(ENV_DEP)
 
 test-gpu:
 	$(PYTHON) -c "import torch, sys; ok = torch.cuda.is_available(); print('CUDA available:', ok); sys.exit(0 if ok else 'make test-gpu needs a CUDA device')"
-	ATTENTION_DEVICE=cuda $(PYTHON) -m pytest tests -q -x --ignore=tests/site
+	ATTENTION_DEVICE=cuda $(PYTHON) -m pytest tests -q -x --ignore=tests/site --ignore=tests/colab
 	ATTENTION_DEVICE=cuda $(PYTHON) -m pytest --nbval-lax -p no:cacheprovider -q $(NOTEBOOKS)
 
 bench: $(ENV_DEP)
