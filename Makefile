@@ -38,7 +38,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(VENV)/bin/python -m pip install -q -r requirements.txt
 	$(VENV)/bin/python -m pip install -q --no-deps "$(D2L_PIN)"
 	$(VENV)/bin/python -m pip install -q --no-deps -e .
-	$(VENV)/bin/python -c "import torch, attention_lib; print('torch', torch.__version__, '| attention_lib', attention_lib.__version__)"
+	$(VENV)/bin/python -c "import torch, attention_lib; attention_lib.import_d2l(); print('torch', torch.__version__, '| attention_lib', attention_lib.__version__, '| d2l ok')"
 	touch $@
 
 book: $(ENV_DEP)
