@@ -22,6 +22,7 @@ D2L_PIN     := d2l==1.0.3
 NOTEBOOKS   := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 BOOK_FLAGS  := -W -n --keep-going
+JB          := $(PYTHON) -c "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"
 
 .PHONY: help install book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks bench clean
 
@@ -42,13 +43,13 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 book: $(ENV_DEP)
-	$(PYTHON) -m jupyter_book build . --builder html
+	$(JB) build . --builder html
 	@echo "Site built: open $(CURDIR)/_build/html/index.html"
 
 # The same build with warnings as errors and nitpicky cross-references, from scratch.
 book-strict: $(ENV_DEP)
 	rm -rf _build/html _build/.doctrees
-	$(PYTHON) -m jupyter_book build . --builder html $(BOOK_FLAGS)
+	$(JB) build . --builder html $(BOOK_FLAGS)
 
 test-lib: $(ENV_DEP)
 	$(PYTHON) -m pytest tests -n $(JOBS) -q --ignore=tests/site --ignore=tests/colab
