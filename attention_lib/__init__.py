@@ -6,43 +6,39 @@ Where things live (the modules follow the book's parts):
   ``attention`` (SDPA signature), sinusoidal encodings                      (Parts I-II)
 * :mod:`~attention_lib.masks` -- padding / causal masks, combining, converting  (Part II)
 * :mod:`~attention_lib.layers` -- ``nn.Module`` wrappers: dot-product, additive and
-  multi-head attention, positional encoding                                 (Parts I-II)
+  multi-head attention, positional and rotary encodings                     (Parts I-II)
 * :mod:`~attention_lib.pooling` -- attention pooling as Nadaraya-Watson kernel regression:
   kernels, ``nadaraya_watson``, a learnable-bandwidth module, toy data        (Part I, ch. 2)
+* :mod:`~attention_lib.seq2seq`, :mod:`~attention_lib.train` -- GRU encoder-decoders (plain,
+  Bahdanau, Luong), greedy and beam decoding, one training loop             (Part I)
+* :mod:`~attention_lib.position` -- rotary embeddings, the sinusoidal shift map   (Part II, ch. 6)
+* :mod:`~attention_lib.multihead` -- grouped-query / multi-query attention, KV cache,
+  per-head loop, parameter and FLOP counts                                  (Part II, ch. 8)
+* :mod:`~attention_lib.diagnostics` -- ``causal_leakage`` for any attention function  (ch. 7)
 * :mod:`~attention_lib.plot` -- heatmaps and curves
 * :mod:`~attention_lib.utils` -- seeding, device choice, importing d2l offline
 
 Conventions: layout (B, H, N, D); masks are bool with True = may attend; fully masked rows
-give zeros, never NaN.
+give zeros, never NaN. Each module lists its public names in ``__all__``; all of them are
+re-exported here.
 """
 __version__ = "0.1.0"
 
-from . import functional, layers, masks, plot, pooling, utils
-from .functional import (additive_score, attention, concat_score, default_scale, dot_score,
-                         general_score, masked_softmax, reference_attention, scaled_dot_score,
-                         sinusoidal_encoding)
-from .layers import (AdditiveAttention, DotProductAttention, MultiHeadAttention,
-                     PositionalEncoding, merge_heads, split_heads)
-from .masks import (causal_mask, combine_masks, from_torch_key_padding_mask, from_valid_lens,
-                    key_padding_mask, mask_to_bias, padding_mask)
-from .plot import plot_curves, show_heatmaps
-from .pooling import (KERNELS, NadarayaWatson, boxcar_kernel, epanechnikov_kernel,
-                      gaussian_kernel, kernel_scores, kernel_weights, leave_one_out_mask,
-                      make_toy_data, nadaraya_watson, toy_function)
-from .utils import get_device, import_d2l, seed_everything
+from . import (diagnostics, functional, layers, masks, multihead, plot, pooling, position,
+               seq2seq, train, utils)
+from .diagnostics import *  # noqa: F401,F403
+from .functional import *  # noqa: F401,F403
+from .layers import *  # noqa: F401,F403
+from .masks import *  # noqa: F401,F403
+from .multihead import *  # noqa: F401,F403
+from .plot import *  # noqa: F401,F403
+from .pooling import *  # noqa: F401,F403
+from .position import *  # noqa: F401,F403
+from .seq2seq import *  # noqa: F401,F403
+from .train import *  # noqa: F401,F403
+from .utils import *  # noqa: F401,F403
 
-__all__ = [
-    "__version__", "functional", "layers", "masks", "plot", "pooling", "utils",
-    "additive_score", "attention", "concat_score", "default_scale", "dot_score",
-    "general_score", "masked_softmax", "reference_attention", "scaled_dot_score",
-    "sinusoidal_encoding",
-    "AdditiveAttention", "DotProductAttention", "MultiHeadAttention", "PositionalEncoding",
-    "merge_heads", "split_heads",
-    "causal_mask", "combine_masks", "from_torch_key_padding_mask", "from_valid_lens",
-    "key_padding_mask", "mask_to_bias", "padding_mask",
-    "plot_curves", "show_heatmaps",
-    "KERNELS", "NadarayaWatson", "boxcar_kernel", "epanechnikov_kernel", "gaussian_kernel",
-    "kernel_scores", "kernel_weights", "leave_one_out_mask", "make_toy_data",
-    "nadaraya_watson", "toy_function",
-    "get_device", "import_d2l", "seed_everything",
-]
+_MODULES = (diagnostics, functional, layers, masks, multihead, plot, pooling, position, seq2seq,
+            train, utils)
+__all__ = ["__version__"] + [m.__name__.rsplit(".", 1)[1] for m in _MODULES] + sorted(
+    {name for m in _MODULES for name in m.__all__})

@@ -17,7 +17,7 @@ from ._validate import check_mask, check_tensor, shape_str
 
 Tensor = torch.Tensor
 
-__all__ = ["DotProductAttention", "AdditiveAttention", "MultiHeadAttention",
+__all__ = ["DotProductAttention", "AdditiveAttention", "MultiHeadAttention", "RotaryEmbedding",
            "PositionalEncoding", "split_heads", "merge_heads"]
 
 
@@ -205,3 +205,8 @@ class PositionalEncoding(nn.Module):
             raise ValueError(f"x with shape {shape_str(x)} has {x.shape[1]} positions, more than "
                              f"max_len={self.max_len}")
         return self.dropout(x + self.P[: x.shape[1]].to(x.dtype))  # (B, N, d_model)
+
+
+# Rotary embeddings and grouped-query attention live in their chapters' modules; they are
+# attention layers too, so they can be imported from here as well.
+from .position import RotaryEmbedding  # noqa: E402
