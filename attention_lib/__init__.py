@@ -9,6 +9,10 @@ Where things live (the modules follow the book's parts):
   multi-head attention, positional and rotary encodings                     (Parts I-II)
 * :mod:`~attention_lib.pooling` -- attention pooling as Nadaraya-Watson kernel regression:
   kernels, ``nadaraya_watson``, a learnable-bandwidth module, toy data        (Part I, ch. 2)
+* :mod:`~attention_lib.data` -- the synthetic English->French corpus with gold word
+  alignments: lexicon, grammar, vocab, padding, length buckets, splits     (Part I)
+* :mod:`~attention_lib.metrics` -- corpus BLEU (= sacrebleu), BLEU by length, alignment
+  error rate of attention against gold alignments                           (Part I)
 * :mod:`~attention_lib.seq2seq`, :mod:`~attention_lib.train` -- GRU encoder-decoders (plain,
   Bahdanau, Luong), greedy and beam decoding, one training loop             (Part I)
 * :mod:`~attention_lib.position` -- rotary embeddings, the sinusoidal shift map   (Part II, ch. 6)
@@ -24,12 +28,14 @@ re-exported here.
 """
 __version__ = "0.1.0"
 
-from . import (diagnostics, functional, layers, masks, multihead, plot, pooling, position,
-               seq2seq, train, utils)
+from . import (data, diagnostics, functional, layers, masks, metrics, multihead, plot, pooling,
+               position, seq2seq, train, utils)
+from .data import *  # noqa: F401,F403
 from .diagnostics import *  # noqa: F401,F403
 from .functional import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
 from .masks import *  # noqa: F401,F403
+from .metrics import *  # noqa: F401,F403
 from .multihead import *  # noqa: F401,F403
 from .plot import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
@@ -38,7 +44,7 @@ from .seq2seq import *  # noqa: F401,F403
 from .train import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403
 
-_MODULES = (diagnostics, functional, layers, masks, multihead, plot, pooling, position, seq2seq,
-            train, utils)
+_MODULES = (data, diagnostics, functional, layers, masks, metrics, multihead, plot, pooling,
+            position, seq2seq, train, utils)
 __all__ = ["__version__"] + [m.__name__.rsplit(".", 1)[1] for m in _MODULES] + sorted(
     {name for m in _MODULES for name in m.__all__})
