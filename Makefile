@@ -4,6 +4,7 @@
 #   make notebooks  re-execute every notebook in place (refreshes the committed outputs)
 #   make test-gpu   lax nbval of every notebook with CUDA required; runs in an existing
 #                   environment too: make test-gpu PYTHON=python3
+#   make exercises  self-test the exercise solutions, build the student bundle (_build/exercises)
 #   make bench      run benchmarks/, write results to benchmarks/results/
 
 SHELL := /bin/bash
@@ -24,10 +25,10 @@ NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cach
 BOOK_FLAGS  := -W -n --keep-going
 JB          := $(PYTHON) -c "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"
 
-.PHONY: help install book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks bench clean
+.PHONY: help install book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks exercises bench clean
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# *//'
+	@sed -n '2,9p' Makefile | sed 's/^# *//'
 
 install: $(STAMP)
 
@@ -81,6 +82,11 @@ test-gpu:
 	$(PYTHON) -c "import torch, sys; ok = torch.cuda.is_available(); print('CUDA available:', ok); sys.exit(0 if ok else 'make test-gpu needs a CUDA device')"
 	ATTENTION_DEVICE=cuda $(PYTHON) -m pytest tests -q -x --ignore=tests/site --ignore=tests/colab
 	ATTENTION_DEVICE=cuda $(PYTHON) -m pytest --nbval-lax -p no:cacheprovider -q $(NOTEBOOKS)
+
+# Solutions pass every check; the bundle students get holds no solution or hidden check.
+exercises: $(ENV_DEP)
+	$(PYTHON) -m attention_lib.grading selftest
+	$(PYTHON) -m attention_lib.grading bundle _build/exercises
 
 bench: $(ENV_DEP)
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }; \

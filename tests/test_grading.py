@@ -1,0 +1,204 @@
+"""The grader (attention_lib.grading) against a folder of hostile and broken submissions.
+
+The folder ``tests/fixtures/submissions/`` (written by ``tests/fixtures/make_submissions.py``)
+holds the perfect submissions, the untouched stub, and one notebook per kind of trouble. It is
+graded once per session through the command line (two notebooks at a time, a short time
+limit), and every submission must end with the score of the table below and a one-line
+reason; the rest of the folder must be graded whatever one submission does.
+"""
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from attention_lib.grading import (BundleLeakError, build_student_bundle, main,
+                                   scan_for_leaks)
+from attention_lib.grading.sandbox import Limits, validate_outcomes
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "submissions"
+SOLUTIONS = ROOT / "instructor" / "solutions"
+HIDDEN = ROOT / "instructor" / "hidden_checks"
+ESCAPES = [Path("/tmp/attention_grade_escape.txt"), Path("/tmp/attention_grade_escape_dir"),
+           Path("/tmp/attention_grade_escape_proc"), Path("/tmp/attention_grade_escape_sys")]
+TIMEOUT = 15  # seconds per notebook (hard); soft limits: 3 s per cell, 3 s per check
+
+# fixture -> (score, max_score, status, text in the reason). Max scores: chapter 2 has 26
+# public + 4 hidden checks, chapter 3 has 33 public + 6 hidden, one point each.
+EXPECTED = {
+    # the references
+    "perfect_02": (30, 30, "graded", "all 30 checks passed"),
+    "alice_03_scoring_functions": (39, 39, "graded", "all 39 checks passed"),  # found by name
+    "stub_03": (0, 39, "graded", "nothing implemented yet"),
+    # kinds of trouble
+    "import_error": (11, 30, "graded", "ModuleNotFoundError"),  # boxcar needs no torch.*
+    "syntax_error": (32, 39, "graded", "SyntaxError"),  # concat_score never defined
+    "infinite_loop": (21, 30, "graded", "interrupted after 3 s"),  # + loo_mse hangs
+    "unkillable_loop": (0, 39, "timeout", f"stopped at the {TIMEOUT} s time limit"),
+    "huge_allocation": (29, 39, "graded", "RuntimeError"),  # masked_softmax allocates 40 GB
+    "nan_inf_outputs": (14, 30, "graded", "lost points in nw_gaussian, boxcar_weights"),
+    "wrong_shapes": (20, 39, "graded", "scaled_dot_product_attention, multi_head_scores"),
+    "wrong_dtype": (29, 39, "graded", "masked_softmax, concat_score"),
+    "stdout_flood": (30, 30, "graded", "all 30 checks passed"),
+    "deleted_cells": (24, 39, "graded", "NameError"),
+    "renamed_function": (22, 30, "graded", "boxcar_weights"),
+    "redefine_check_monkeypatch": (2, 30, "graded", "2/30 checks passed"),
+    "write_outside": (39, 39, "graded", "PermissionError: grading sandbox"),
+    "import_solutions": (0, 30, "graded", "ImportError: grading sandbox"),
+    "exit_early": (0, 39, "crashed", "ended the Python process (exit code 3)"),
+    "garbage_outputs": (0, 39, "graded", "0/39 checks passed"),
+    "garbage_02_attention_pooling": (0, 30, "invalid", "not a notebook"),
+}
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory):
+    """Grade the fixture folder once per test run, through the command line.
+
+    Under pytest-xdist every worker asks for it; the first one grades (holding a lock), the
+    others wait and read the same results, so the folder is not graded twice at once.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this run only
+    out = shared / "graded_fixtures"
+    with open(shared / "graded_fixtures.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (out / "summary.txt").exists():
+                for p in ESCAPES:
+                    assert not p.exists(), f"remove {p} left by an earlier run"
+                rc = main([str(FIXTURES), "--out", str(out), "--solutions", str(SOLUTIONS),
+                           "--hidden-checks", str(HIDDEN), "--timeout", str(TIMEOUT),
+                           "--memory-mb", "2048", "--cell-timeout", "3", "--probe-timeout", "3",
+                           "--jobs", "2", "--quiet"])
+                assert rc == 0
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return out
+
+
+def test_the_fixture_folder_is_up_to_date():
+    sys.path.insert(0, str(FIXTURES.parent))
+    try:
+        import make_submissions
+    finally:
+        sys.path.remove(str(FIXTURES.parent))
+    fresh = make_submissions.fixtures()
+    on_disk = {p.stem for p in FIXTURES.glob("*.ipynb")}
+    assert on_disk == set(fresh) | {"garbage_02_attention_pooling"} == set(EXPECTED)
+    for name, nb in fresh.items():
+        assert json.loads((FIXTURES / f"{name}.ipynb").read_text()) == json.loads(
+            json.dumps(nb)), f"{name} is stale: run python tests/fixtures/make_submissions.py"
+    assert len(EXPECTED) >= 12 + 2
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_submission_gets_its_score_and_a_reason(graded, name):
+    score, max_score, status, reason = EXPECTED[name]
+    res = json.loads((graded / name / "results.json").read_text())
+    assert (res["score"], res["max_score"], res["extra_data"]["status"]) == \
+        (score, max_score, status), res["output"]
+    assert reason in res["output"] and "\n" not in res["output"] and len(res["output"]) <= 200
+    # Gradescope's format: the tests add up to the score
+    if res["tests"]:
+        assert sum(t["score"] for t in res["tests"]) == res["score"]
+        assert sum(t["max_score"] for t in res["tests"]) == res["max_score"]
+        for t in res["tests"]:
+            assert set(t) >= {"name", "score", "max_score", "output", "visibility"}
+            assert 0 <= t["score"] <= t["max_score"]
+            assert t["visibility"] == ("after_published" if "(hidden)" in t["name"]
+                                       else "visible")
+
+
+def test_gradebook_and_summary(graded):
+    rows = list(csv.DictReader((graded / "gradebook.csv").open()))
+    assert sorted(r["submission"] for r in rows) == sorted(EXPECTED)
+    for r in rows:
+        assert float(r["score"]) == EXPECTED[r["submission"]][0]
+    perfect = next(r for r in rows if r["submission"] == "perfect_02")
+    assert perfect["nw_gaussian"] == "10" and perfect["loo_mse"] == "9"
+    summary = (graded / "summary.txt").read_text()
+    assert all(name in summary for name in EXPECTED)
+    assert "20 submissions graded in" in summary and "hidden checks: 10" in summary
+
+
+def test_hints_reach_the_results(graded):
+    res = json.loads((graded / "wrong_shapes" / "results.json").read_text())
+    shape = next(t for t in res["tests"] if t["name"].startswith(
+        "scaled_dot_product_attention: [shape]"))
+    assert "output has shape (2, 3, 5, 4), expected (2, 3, 4, 5)" in shape["output"]
+    assert "hint: the last two axes are swapped" in shape["output"]
+    res = json.loads((graded / "nan_inf_outputs" / "results.json").read_text())
+    assert any("non-finite" in t["output"] for t in res["tests"])
+
+
+def test_the_sandbox_held(graded):
+    for p in ESCAPES:
+        assert not p.exists(), f"a submission wrote {p}"
+    res = json.loads((graded / "write_outside" / "results.json").read_text())
+    errors = " | ".join(e["error"] for e in res["extra_data"]["cell_errors"])
+    for blocked in ("writing '/tmp/attention_grade_escape.txt'", "os.mkdir",
+                    "subprocess.Popen", "os.system", "os.kill", "os.fork"):
+        assert blocked in errors
+    assert "notes_in_my_own_folder" not in errors  # writing in its own folder is allowed
+    res = json.loads((graded / "import_solutions" / "results.json").read_text())
+    errors = " | ".join(e["error"] for e in res["extra_data"]["cell_errors"])
+    assert "reading '" in errors and "solutions" in errors and "os.listdir" in errors
+    assert "/cmdline' is not allowed" in errors
+    out = (graded / "stdout_flood" / "output.txt").read_text()
+    assert len(out) < 100_000 and "bytes in total" in out
+
+
+def test_student_bundle_has_no_solutions_or_hidden_checks(tmp_path):
+    report = build_student_bundle(tmp_path / "bundle", solutions_dir=SOLUTIONS,
+                                  hidden_dir=HIDDEN)
+    assert report.ok and report.solution_statements >= 20 and report.hidden_names == 10
+    assert sorted(report.files) == ["02_attention_pooling.ipynb", "03_scoring_functions.ipynb",
+                                    "README.md"]
+    assert not (ROOT / "attention_lib" / "instructor").exists()
+    assert main(["bundle", str(tmp_path / "b2"), "--solutions", str(SOLUTIONS),
+                 "--hidden-checks", str(HIDDEN)]) == 0
+
+
+@pytest.mark.parametrize("leak", ["solution", "hidden name", "marker"])
+def test_bundle_scan_finds_planted_leaks(tmp_path, leak):
+    bundle = tmp_path / "bundle"
+    build_student_bundle(bundle, solutions_dir=SOLUTIONS, hidden_dir=HIDDEN)
+    nb_path = bundle / "03_scoring_functions.ipynb"
+    nb = json.loads(nb_path.read_text())
+    planted = {"solution": "    q = query @ w_q.T  # (B, Nq, Hd)\n",
+               "hidden name": "# eight heads of size 8, float32 [H9]\n",
+               "marker": "# INSTRUCTOR" + " ONLY\n"}[leak]
+    cell = next(c for c in nb["cells"] if c["metadata"].get("exercise") == "concat_score")
+    src = "".join(cell["source"])
+    cell["source"] = src.replace("    # YOUR CODE HERE\n", "    # YOUR CODE HERE\n" + planted)
+    nb_path.write_text(json.dumps(nb))
+    report = scan_for_leaks(bundle, solutions_dir=SOLUTIONS, hidden_dir=HIDDEN)
+    assert not report.ok and any(str(nb_path) in p for p in report.problems), report.format()
+    with pytest.raises(BundleLeakError):
+        build_student_bundle(bundle / "again", exercises_dir=bundle, solutions_dir=SOLUTIONS,
+                             hidden_dir=HIDDEN)
+
+
+def test_garbage_from_the_child_becomes_error_outcomes():
+    assert validate_outcomes("nope")[0]["status"] == "error"
+    assert validate_outcomes([{"status": "ok", "output": object()}])[0]["output"] == {
+        "__type__": "invalid"}
+    assert validate_outcomes([{"status": "pwned"}])[0]["status"] == "error"
+    big = torch.zeros(3, requires_grad=True)
+    assert validate_outcomes([{"status": "ok", "output": big}])[0]["output"]["__type__"]
+    lim = Limits(timeout=40).resolved()
+    assert (lim.cell_timeout, lim.probe_timeout) == (10.0, 4.0)
+
+
+def test_list_command(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "02_attention_pooling" in out and "masked_softmax" in out
