@@ -36,7 +36,8 @@ from .masks import padding_mask
 Tensor = torch.Tensor
 
 __all__ = ["Encoder", "PlainDecoder", "BahdanauDecoder", "LuongDecoder", "Seq2Seq",
-           "greedy_decode", "beam_search", "BeamResult", "build_seq2seq"]
+           "greedy_decode", "beam_search", "BeamResult", "build_seq2seq", "translate",
+           "teacher_forced_attention"]
 
 
 def _check_batch(src: Tensor, src_len: Tensor) -> None:
@@ -151,29 +152,44 @@ class BahdanauDecoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def init_state(self, states: Tensor, summary: Tensor, src_mask: Tensor):
+        # the mask as an additive bias, built once per sentence: every row has a real source
+        # token (src_len >= 1), so softmax(scores + bias) equals masked_softmax(scores, mask)
+        bias = torch.zeros_like(src_mask, dtype=states.dtype).masked_fill(~src_mask,
+                                                                          float("-inf"))
         return {"h": torch.tanh(self.init(summary)), "states": states,
-                "keys": self.W_k(states), "mask": src_mask}  # keys: (B, Ns, A)
+                "keys": self.W_k(states), "mask": src_mask, "bias": bias}  # keys: (B, Ns, A)
+
+    def _attend(self, h: Tensor, state):
+        """h = s_{t-1}: (B, H) -> weights (B, Ns), context (B, enc_dim)."""
+        hidden = torch.tanh(self.W_q(h)[:, None] + state["keys"])  # (B, Ns, A)
+        scores = self.v(hidden)[..., 0] + state["bias"]  # (B, Ns)
+        alpha = torch.softmax(scores, dim=-1)  # (B, Ns), exactly 0 at padding
+        context = torch.bmm(alpha[:, None], state["states"])[:, 0]  # (B, enc_dim)
+        return alpha, context
 
     def step(self, y_prev: Tensor, state):
         """One step. y_prev: (B,) -> logits (B, V), new state, attention (B, Ns)."""
-        h = state["h"]  # (B, H)
-        hidden = torch.tanh(self.W_q(h)[:, None] + state["keys"])  # (B, Ns, A)
-        scores = self.v(hidden)[..., 0]  # (B, Ns)
-        alpha = AF.masked_softmax(scores, state["mask"])  # (B, Ns)
-        context = torch.bmm(alpha[:, None], state["states"])[:, 0]  # (B, enc_dim)
+        alpha, context = self._attend(state["h"], state)
         emb = self.dropout(self.embedding(y_prev))  # (B, E)
-        h = self.cell(torch.cat([emb, context], -1), h)  # (B, H)
+        h = self.cell(torch.cat([emb, context], -1), state["h"])  # (B, H)
         logits = self.out(self.dropout(torch.cat([h, context, emb], -1)))  # (B, V)
         return logits, {**state, "h": h}, alpha
 
     def forward(self, tgt_in: Tensor, states: Tensor, summary: Tensor, src_mask: Tensor):
+        # the same computation as calling step() for t = 0, 1, ..., but the embedding and the
+        # output projection, which do not feed back into the recurrence, run once for all t
         state = self.init_state(states, summary, src_mask)
-        logits, attn = [], []
+        emb = self.dropout(self.embedding(tgt_in))  # (B, Nt, E)
+        h, hs, contexts, attn = state["h"], [], [], []
         for t in range(tgt_in.shape[1]):
-            lt, state, at = self.step(tgt_in[:, t], state)
-            logits.append(lt)
-            attn.append(at)
-        return torch.stack(logits, 1), torch.stack(attn, 1)  # (B, Nt, V), (B, Nt, Ns)
+            alpha, context = self._attend(h, state)
+            h = self.cell(torch.cat([emb[:, t], context], -1), h)  # (B, H)
+            hs.append(h)
+            contexts.append(context)
+            attn.append(alpha)
+        hs, contexts = torch.stack(hs, 1), torch.stack(contexts, 1)  # (B, Nt, H), (B, Nt, C)
+        logits = self.out(self.dropout(torch.cat([hs, contexts, emb], -1)))  # (B, Nt, V)
+        return logits, torch.stack(attn, 1)  # (B, Nt, V), (B, Nt, Ns)
 
 
 class LuongDecoder(nn.Module):
@@ -401,3 +417,69 @@ def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, *, bos_id: int, eo
     if not finished:
         finished = [BeamResult(b[0], b[1], torch.stack(b[2]) if b[2] else None) for b in beams]
     return max(finished, key=lambda r: r.log_prob / max(len(r.tokens), 1) ** length_penalty)
+
+
+# --------------------------------------------------------------------------- whole splits
+def _sentence_batches(corpus, index, batch_size: int):
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    index = [int(i) for i in index]
+    if not index:
+        raise ValueError("index is empty: nothing to translate")
+    order = sorted(range(len(index)), key=lambda k: len(corpus.pairs[index[k]].src))
+    for k in range(0, len(order), batch_size):
+        yield order[k:k + batch_size], [index[o] for o in order[k:k + batch_size]]
+
+
+@torch.no_grad()
+def translate(model: Seq2Seq, corpus, index, *, batch_size: int = 256, extra_len: int = 20,
+              device=None) -> list:
+    """Greedy translations of the pairs ``corpus.pairs[i]`` for i in ``index``, in that order.
+
+    corpus: an :class:`attention_lib.data.Corpus` (anything with ``pairs``, ``batch(index,
+    device)`` and ``tgt_vocab``). Sentences are decoded in batches of similar length; each
+    batch may run up to ``extra_len`` steps beyond its longest reference. Returns one list of
+    target tokens per pair (without <eos>), ready for :func:`attention_lib.metrics.corpus_bleu`.
+    Equivalent to :func:`greedy_decode` on each sentence alone.
+    """
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = [None] * len(index)
+    for pos, idx in _sentence_batches(corpus, index, batch_size):
+        batch = corpus.batch(idx, device)
+        max_len = int(batch.tgt_len.max()) + extra_len
+        tokens, _ = greedy_decode(model, batch.src, batch.src_len, bos_id=corpus.tgt_vocab.bos_id,
+                                  eos_id=corpus.tgt_vocab.eos_id, max_len=max_len)
+        for p, row in zip(pos, tokens.cpu()):
+            out[p] = corpus.tgt_vocab.decode(row)
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def teacher_forced_attention(model: Seq2Seq, corpus, index, *, batch_size: int = 256,
+                             device=None) -> list:
+    """The attention weights of a teacher-forced pass over the reference translations.
+
+    Row j of each matrix belongs to the decoder step that predicts gold target token j, so
+    the weights line up with the gold alignment whatever the model would have generated
+    (the way to measure AER, :func:`attention_lib.metrics.attention_aer`). Returns one
+    float32 CPU tensor ``(len(tgt) + 1, len(src) + 1)`` per pair, in the order of ``index``:
+    target words + <eos> step by source words + <eos>, padding removed.
+    """
+    if not model.attends:
+        raise ValueError("teacher_forced_attention needs a model with attention; this "
+                         "decoder has none (kind 'plain')")
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = [None] * len(index)
+    for pos, idx in _sentence_batches(corpus, index, batch_size):
+        batch = corpus.batch(idx, device)
+        _, attn = model(batch.src, batch.src_len, batch.tgt_in)  # (B, Nt, Ns)
+        attn = attn.float().cpu()
+        for b, p in enumerate(pos):
+            out[p] = attn[b, :int(batch.tgt_len[b]), :int(batch.src_len[b])].clone()
+    model.train(was_training)
+    return out

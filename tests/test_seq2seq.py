@@ -223,3 +223,48 @@ def test_bad_constructor_arguments():
         S.LuongDecoder(V, 8, 12, 12, score="cosine")
     with pytest.raises(ValueError, match="enc_dim"):
         S.LuongDecoder(V, 8, 12, 10, score="dot")
+
+
+# ------------------------------------------------------------ whole-split helpers
+def _corpus_model(kind, seed=0):
+    from attention_lib.data import make_corpus
+    corpus = make_corpus(60, seed=1, min_len=3, max_len=14)
+    torch.manual_seed(seed)
+    model = S.build_seq2seq(kind, len(corpus.src_vocab), len(corpus.tgt_vocab), embed_dim=8,
+                            hidden_size=12).double()
+    return corpus, model
+
+
+@pytest.mark.parametrize("kind", ["plain", "bahdanau"])
+def test_translate_equals_greedy_decode_of_each_sentence_alone(kind):
+    corpus, model = _corpus_model(kind)
+    index = corpus.splits["test"] + corpus.splits["valid"][:3]
+    hyps = S.translate(model, corpus, index, batch_size=4, extra_len=5)
+    assert len(hyps) == len(index)
+    for i, hyp in zip(index, hyps):
+        b = corpus.batch([i])
+        tokens, _ = S.greedy_decode(model, b.src, b.src_len, bos_id=corpus.tgt_vocab.bos_id,
+                                    eos_id=corpus.tgt_vocab.eos_id,
+                                    max_len=int(b.tgt_len[0]) + 5)
+        alone = corpus.tgt_vocab.decode(tokens[0])
+        # the batch may decode longer (its budget follows its longest reference) but only
+        # where this sentence did not stop by itself
+        assert hyp[:len(alone)] == alone
+        assert len(hyp) == len(alone) or len(alone) == int(b.tgt_len[0]) + 5
+    assert model.training, "translate must restore the training mode"
+
+
+def test_teacher_forced_attention_matches_forward_on_each_sentence():
+    corpus, model = _corpus_model("bahdanau")
+    index = corpus.splits["test"]
+    weights = S.teacher_forced_attention(model, corpus, index, batch_size=3)
+    for i, w in zip(index, weights):
+        p, b = corpus.pairs[i], corpus.batch([i])
+        assert w.shape == (len(p.tgt) + 1, len(p.src) + 1) and w.dtype == torch.float32
+        _, attn = model(b.src, b.src_len, b.tgt_in)
+        torch.testing.assert_close(w, attn[0].float(), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[0]))
+    with pytest.raises(ValueError, match="attention"):
+        S.teacher_forced_attention(_corpus_model("plain")[1], corpus, index)
+    with pytest.raises(ValueError, match="empty"):
+        S.translate(model, corpus, [])

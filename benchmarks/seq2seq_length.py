@@ -1,0 +1,264 @@
+"""BLEU by source length, and alignment error rate, of the Part I models at one training budget.
+
+    python benchmarks/seq2seq_length.py --kinds plain bahdanau      # one process per kind is fine
+    python benchmarks/seq2seq_length.py --kinds luong --steps 2400
+    python benchmarks/seq2seq_length.py --plot-only                 # redraw from the JSON
+
+The longer run behind the headline figure of Part I (Bahdanau et al. 2014, Fig. 2, on the
+synthetic corpus of ``attention_lib.data``): the plain encoder-decoder (the decoder sees one
+fixed-length vector) against Bahdanau (additive) and Luong (general score, input feeding)
+attention, all with the same bidirectional-GRU encoder and sizes, trained for the **same
+budget: the same number of optimizer steps on batches of the same size** (``--steps`` x
+``--batch-size`` sentence pairs, drawn from the same seeded sequence of batches). Wall time
+and seconds per step are recorded too; they differ between the models (the attention
+decoders run a Python loop over target steps) and depend on the machine's load.
+
+Measured on the **test** split (never seen in training):
+
+* corpus BLEU (``attention_lib.metrics``) of greedy translations, by source-length bucket
+  1-10, 11-20, 21-30, 31-45, 46-60 tokens (full stop included);
+* AER (Och & Ney 2003) of the attention weights from a **teacher-forced** pass over the
+  reference translation (row j of the weights belongs to gold target word j; argmax over the
+  real source words), against the gold alignments, beside the uniform-attention (expected)
+  and diagonal baselines.
+
+Every run trains one seed (``--seed``); the mean and spread over several seeds is left for a
+machine with time to spare (pass ``--seed`` and a different ``--tag`` to add runs).
+
+Writes ``benchmarks/results/seq2seq_length.json`` (one entry per kind, merged with what is
+already there) and ``seq2seq_length.png``, and the trained weights, in float16, to
+``benchmarks/results/seq2seq_<kind>.pt`` (``seq2seq_<kind>_quick.pt`` with ``--quick``: the
+quick-run configuration of the chapters, which chapter 4 loads instead of retraining the
+plain model): a dict with ``state_dict``, ``kind``,
+``model_kwargs`` (for :func:`attention_lib.seq2seq.build_seq2seq`) and ``corpus_kwargs``
+(for :func:`attention_lib.data.make_corpus`), so that chapters can load a trained model::
+
+    ckpt = torch.load("benchmarks/results/seq2seq_bahdanau.pt")
+    corpus = make_corpus(**ckpt["corpus_kwargs"])
+    model = build_seq2seq(ckpt["kind"], len(corpus.src_vocab), len(corpus.tgt_vocab),
+                          **ckpt["model_kwargs"])
+    model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
+
+Training is deterministic on the CPU for a given thread count (``--threads``, default 1:
+on a small model and a shared 2-core machine one thread is also the fastest).
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from attention_lib.data import make_corpus  # noqa: E402
+from attention_lib.metrics import (attention_aer, bleu_by_length, diagonal_attention,  # noqa: E402
+                                   uniform_baseline_aer)
+from attention_lib.seq2seq import build_seq2seq, greedy_decode  # noqa: E402
+from attention_lib.train import train_seq2seq  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+BUCKETS = ((1, 10), (11, 20), (21, 30), (31, 45), (46, 60))
+KIND_KWARGS = {"plain": {}, "bahdanau": {}, "luong": {"score": "general", "input_feeding": True},
+               # the Luong variants of chapter 5 (build_seq2seq("luong", ...) with these)
+               "luong_dot": {"score": "dot", "input_feeding": True},
+               "luong_concat": {"score": "concat", "input_feeding": True},
+               "luong_local_p": {"score": "general", "local": "p", "window": 5,
+                                 "input_feeding": True},
+               "luong_nofeed": {"score": "general", "input_feeding": False}}
+LABELS = {"plain": "plain encoder-decoder", "bahdanau": "Bahdanau (additive)",
+          "luong": "Luong (general, input feeding)", "luong_dot": "Luong (dot)",
+          "luong_concat": "Luong (concat)", "luong_local_p": "Luong (local-p, general, D=5)",
+          "luong_nofeed": "Luong (general, no input feeding)"}
+
+
+@torch.no_grad()
+def evaluate(model, corpus, split="test", batch_size=250, max_extra=20):
+    """Greedy BLEU by source-length bucket and teacher-forced AER on ``split``."""
+    model.eval()
+    index = sorted(corpus.splits[split], key=lambda i: len(corpus.pairs[i].src))
+    hyps, refs, lens, weights, aligns, slens, tlens = [], [], [], [], [], [], []
+    for k in range(0, len(index), batch_size):
+        idx = index[k:k + batch_size]
+        batch = corpus.batch(idx)
+        pairs = [corpus.pairs[i] for i in idx]
+        max_len = max(len(p.tgt) for p in pairs) + max_extra
+        tokens, _ = greedy_decode(model, batch.src, batch.src_len, bos_id=corpus.tgt_vocab.bos_id,
+                                  eos_id=corpus.tgt_vocab.eos_id, max_len=max_len)
+        hyps += [corpus.tgt_vocab.decode(row) for row in tokens]
+        refs += [list(p.tgt) for p in pairs]
+        lens += [len(p.src) for p in pairs]
+        if model.attends:
+            _, attn = model(batch.src, batch.src_len, batch.tgt_in)  # teacher forced
+            weights += [a for a in attn.float()]
+            aligns += [p.alignment for p in pairs]
+            slens += [len(p.src) for p in pairs]
+            tlens += [len(p.tgt) for p in pairs]
+    by_len = bleu_by_length(hyps, refs, lens, BUCKETS)
+    from attention_lib.metrics import corpus_bleu
+    out = {"bleu": float(corpus_bleu(hyps, refs)),
+           "bleu_by_length": [{"bucket": b.label, "lo": b.lo, "hi": b.hi, "count": b.count,
+                               "bleu": b.bleu} for b in by_len],
+           "exact_match": sum(h == r for h, r in zip(hyps, refs)) / len(refs)}
+    if model.attends:
+        out["aer"] = attention_aer(weights, aligns, src_lens=slens, tgt_lens=tlens)
+    return out
+
+
+def baselines(corpus, split="test"):
+    pairs = corpus.split(split)
+    aligns = [p.alignment for p in pairs]
+    sl, tl = [len(p.src) for p in pairs], [len(p.tgt) for p in pairs]
+    diag = [diagonal_attention(s, t) for s, t in zip(sl, tl)]
+    return {"uniform_aer": uniform_baseline_aer(aligns, sl, tl),
+            "diagonal_aer": attention_aer(diag, aligns)}
+
+
+def run(kind, args):
+    torch.set_num_threads(args.threads)
+    corpus_kwargs = dict(n_pairs=args.n_pairs, seed=args.corpus_seed, min_len=3,
+                         max_len=args.max_len)
+    corpus = make_corpus(**corpus_kwargs)
+    model_kwargs = dict(embed_dim=args.embed_dim, hidden_size=args.hidden_size,
+                        **KIND_KWARGS[kind])
+    torch.manual_seed(args.seed)
+    base = kind.split("_")[0]  # luong_dot -> luong
+    model = build_seq2seq(base, len(corpus.src_vocab), len(corpus.tgt_vocab), **model_kwargs)
+    batches = corpus.batches("train", args.batch_size,
+                             generator=torch.Generator().manual_seed(args.seed))
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    hist = train_seq2seq(model, batches, steps=args.steps, lr=args.lr,
+                         progress=not args.no_progress, desc=kind)
+    train_s = time.perf_counter() - t0
+    load1 = os.getloadavg()
+    t0 = time.perf_counter()
+    res = evaluate(model, corpus)
+    eval_s = time.perf_counter() - t0
+    path = RESULTS / f"seq2seq_{kind}{'_quick' if args.quick else ''}.pt"
+    torch.save({"kind": base, "name": kind, "model_kwargs": model_kwargs, "corpus_kwargs": corpus_kwargs,
+                "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+                "state_dict": {k: v.detach().to(torch.float16)
+                               for k, v in model.state_dict().items()}}, path)
+    loss = hist["loss"]
+    every = max(1, len(loss) // 200)
+    res.update({
+        "kind": kind, "label": LABELS[kind], "model_kwargs": model_kwargs,
+        "params": sum(p.numel() for p in model.parameters()),
+        "steps": args.steps, "batch_size": args.batch_size,
+        "pairs_seen": args.steps * args.batch_size, "lr": args.lr, "seed": args.seed,
+        "train_seconds": round(train_s, 1), "seconds_per_step": round(train_s / args.steps, 4),
+        "eval_seconds": round(eval_s, 1), "threads": args.threads,
+        "loadavg_before": [round(x, 2) for x in load0],
+        "loadavg_after": [round(x, 2) for x in load1],
+        "final_loss": sum(loss[-50:]) / len(loss[-50:]),
+        "loss_curve": {"every": every, "loss": [round(sum(loss[i:i + every]) / len(loss[i:i + every]), 4)
+                                                for i in range(0, len(loss), every)]},
+        "checkpoint": path.name, "checkpoint_bytes": path.stat().st_size,
+    })
+    base = baselines(corpus)
+    meta = {"corpus": {**corpus_kwargs, **{k: corpus.summary()[k] for k in
+                                         ("n_train", "n_valid", "n_test", "src_vocab",
+                                          "tgt_vocab")}},
+            "buckets": [list(b) for b in BUCKETS], "split": "test",
+            "decoding": "greedy", "aer": "teacher-forced attention, argmax over real source words",
+            **base, "torch": torch.__version__, "machine": platform.machine(),
+            "cpu_count": os.cpu_count()}
+    merge(kind, res, meta, "quick" if args.quick else "models")
+    return res
+
+
+def merge(kind, res, meta, section="models"):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "seq2seq_length.json"
+    with open(Path(tempfile.gettempdir()) / "seq2seq_length.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(out.read_text()) if out.exists() else {}
+        data["meta"] = meta
+        data.setdefault(section, {})[kind] = res
+        out.write_text(json.dumps(data, indent=1) + "\n")
+        plot(data)
+
+
+def plot(data):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for kind in ("plain", "bahdanau", "luong"):
+        r = data.get("models", {}).get(kind)
+        if r is None:
+            continue
+        xs = [b["bucket"] for b in r["bleu_by_length"]]
+        ax.plot(xs, [b["bleu"] for b in r["bleu_by_length"]], marker="o",
+                label=f"{r['label']}" + (f", AER {r['aer']:.2f}" if "aer" in r else ""))
+        lc = r["loss_curve"]
+        ax2.plot([i * lc["every"] for i in range(len(lc["loss"]))], lc["loss"], label=r["label"])
+    if not data.get("models"):
+        plt.close(fig)
+        return
+    any_r = next(iter(data["models"].values()))
+    ax.set_xlabel("source length (tokens)")
+    ax.set_ylabel("test BLEU (greedy)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"same budget: {any_r['steps']} steps x {any_r['batch_size']} pairs")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("training loss")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "seq2seq_length.png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--kinds", nargs="+", default=["plain", "bahdanau", "luong"],
+                   choices=sorted(KIND_KWARGS))
+    p.add_argument("--steps", type=int, default=2400)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--n-pairs", type=int, default=30_000)
+    p.add_argument("--max-len", type=int, default=60)
+    p.add_argument("--corpus-seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--embed-dim", type=int, default=64)
+    p.add_argument("--hidden-size", type=int, default=192)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"),
+                   help="results folder (default: %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help="the chapters' quick runs instead: 32-dim embeddings, 64-dim "
+                        "GRUs, 400 steps at lr 5e-3; writes seq2seq_<kind>_quick.pt and the "
+                        "'quick' section of the JSON")
+    args = p.parse_args(argv)
+    global RESULTS
+    RESULTS = Path(args.out).resolve()
+    if args.quick:
+        args.embed_dim, args.hidden_size, args.steps, args.lr = 32, 64, 400, 5e-3
+    if args.plot_only:
+        plot(json.loads((RESULTS / "seq2seq_length.json").read_text()))
+        return
+    for kind in args.kinds:
+        r = run(kind, args)
+        print(kind, json.dumps({k: r[k] for k in ("bleu", "train_seconds", "seconds_per_step")}),
+              [(b["bucket"], round(b["bleu"], 3)) for b in r["bleu_by_length"]],
+              "AER", round(r.get("aer", math.nan), 3), flush=True)
+
+
+if __name__ == "__main__":
+    main()
