@@ -15,6 +15,7 @@ Where things live (the modules follow the book's parts):
   error rate of attention against gold alignments                           (Part I)
 * :mod:`~attention_lib.seq2seq`, :mod:`~attention_lib.train` -- GRU encoder-decoders (plain,
   Bahdanau, Luong), greedy and beam decoding, one training loop             (Part I)
+* :mod:`~attention_lib.pretrained` -- small trained Part I models shipped as package data
 * :mod:`~attention_lib.position` -- rotary embeddings, the sinusoidal shift map   (Part II, ch. 6)
 * :mod:`~attention_lib.multihead` -- grouped-query / multi-query attention, KV cache,
   per-head loop, parameter and FLOP counts                                  (Part II, ch. 8)
@@ -32,7 +33,7 @@ re-exported here.
 __version__ = "0.1.0"
 
 from . import (checks, data, diagnostics, functional, layers, masks, metrics, multihead, plot, pooling,
-               position, seq2seq, train, utils)
+               position, pretrained, seq2seq, train, utils)
 from .checks import check  # noqa: F401
 from .data import *  # noqa: F401,F403
 from .diagnostics import *  # noqa: F401,F403
@@ -44,11 +45,12 @@ from .multihead import *  # noqa: F401,F403
 from .plot import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
 from .position import *  # noqa: F401,F403
+from .pretrained import *  # noqa: F401,F403
 from .seq2seq import *  # noqa: F401,F403
 from .train import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403
 
 _MODULES = (data, diagnostics, functional, layers, masks, metrics, multihead, plot, pooling,
-            position, seq2seq, train, utils)
+            position, pretrained, seq2seq, train, utils)
 __all__ = ["__version__", "checks", "check"] + [m.__name__.rsplit(".", 1)[1] for m in _MODULES] + sorted(
     {name for m in _MODULES for name in m.__all__})

@@ -25,15 +25,15 @@ Measured on the **test** split (never seen in training):
 Every run trains one seed (``--seed``); the mean and spread over several seeds is left for a
 machine with time to spare (pass ``--seed`` and a different ``--tag`` to add runs).
 
-Writes ``benchmarks/results/seq2seq_length.json`` (one entry per kind, merged with what is
+Writes ``attention_lib/pretrained/seq2seq_length.json`` (one entry per kind, merged with what is
 already there) and ``seq2seq_length.png``, and the trained weights, in float16, to
-``benchmarks/results/seq2seq_<kind>.pt`` (``seq2seq_<kind>_quick.pt`` with ``--quick``: the
+``attention_lib/pretrained/seq2seq_<kind>.pt`` (``seq2seq_<kind>_quick.pt`` with ``--quick``: the
 quick-run configuration of the chapters, which chapter 4 loads instead of retraining the
 plain model): a dict with ``state_dict``, ``kind``,
 ``model_kwargs`` (for :func:`attention_lib.seq2seq.build_seq2seq`) and ``corpus_kwargs``
 (for :func:`attention_lib.data.make_corpus`), so that chapters can load a trained model::
 
-    ckpt = torch.load("benchmarks/results/seq2seq_bahdanau.pt")
+    model, ckpt = attention_lib.pretrained.load_seq2seq("bahdanau", src_vocab_size, tgt_vocab_size)
     corpus = make_corpus(**ckpt["corpus_kwargs"])
     model = build_seq2seq(ckpt["kind"], len(corpus.src_vocab), len(corpus.tgt_vocab),
                           **ckpt["model_kwargs"])
@@ -66,7 +66,7 @@ from attention_lib.metrics import (attention_aer, bleu_by_length, diagonal_atten
 from attention_lib.seq2seq import build_seq2seq, greedy_decode  # noqa: E402
 from attention_lib.train import train_seq2seq  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "attention_lib" / "pretrained"  # shipped with the package (package data)
 BUCKETS = ((1, 10), (11, 20), (21, 30), (31, 45), (46, 60))
 KIND_KWARGS = {"plain": {}, "bahdanau": {}, "luong": {"score": "general", "input_feeding": True},
                # the Luong variants of chapter 5 (build_seq2seq("luong", ...) with these)
@@ -239,7 +239,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--plot-only", action="store_true")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"),
+    p.add_argument("--out", default=str(ROOT / "attention_lib" / "pretrained"),
                    help="results folder (default: %(default)s)")
     p.add_argument("--quick", action="store_true",
                    help="the chapters' quick runs instead: 32-dim embeddings, 64-dim "

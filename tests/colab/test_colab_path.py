@@ -95,3 +95,9 @@ def test_chapter_runs_in_a_fresh_colab_like_environment(colab_env, monkeypatch):
     import attention_lib
     assert version == attention_lib.__version__
     assert "site-packages" in where, f"installed copy expected, imported from {where}"
+    # the trained models chapters 1, 4 and 5 load are package data of the installed copy
+    res = _run([colab_env["python"], "-c", "from attention_lib import pretrained; "
+                "print(len(pretrained.available()), pretrained.load_results()['meta'] != {})"],
+               cwd=colab_env["python"].parents[2])
+    n, has_results = res.stdout.split()
+    assert int(n) == len(attention_lib.pretrained.available()) and has_results == "True"
