@@ -20,6 +20,8 @@ Where things live (the modules follow the book's parts):
 * :mod:`~attention_lib.multihead` -- grouped-query / multi-query attention, KV cache,
   per-head loop, parameter and FLOP counts                                  (Part II, ch. 8)
 * :mod:`~attention_lib.diagnostics` -- ``causal_leakage`` for any attention function  (ch. 7)
+* :mod:`~attention_lib.efficient` -- Part III, one module per family: ``flash``, ``sparse``,
+  ``linear``, ``random_features`` (and ``memory.peak_memory`` to measure them)
 * :mod:`~attention_lib.checks` -- ``check(name, fn)``: the exercises' in-notebook feedback
 * :mod:`~attention_lib.grading` -- the ``attention-grade`` command for instructors (imported
   on demand: ``python -m attention_lib.grading``)
@@ -32,7 +34,7 @@ re-exported here.
 """
 __version__ = "0.1.0"
 
-from . import (checks, data, diagnostics, functional, layers, masks, metrics, multihead, plot, pooling,
+from . import (checks, data, efficient, diagnostics, functional, layers, masks, metrics, multihead, plot, pooling,
                position, pretrained, seq2seq, train, utils)
 from .checks import check  # noqa: F401
 from .data import *  # noqa: F401,F403
@@ -52,5 +54,5 @@ from .utils import *  # noqa: F401,F403
 
 _MODULES = (data, diagnostics, functional, layers, masks, metrics, multihead, plot, pooling,
             position, pretrained, seq2seq, train, utils)
-__all__ = ["__version__", "checks", "check"] + [m.__name__.rsplit(".", 1)[1] for m in _MODULES] + sorted(
+__all__ = ["__version__", "checks", "check", "efficient"] + [m.__name__.rsplit(".", 1)[1] for m in _MODULES] + sorted(
     {name for m in _MODULES for name in m.__all__})

@@ -77,33 +77,36 @@ def check_bias(name: str, bias: Optional[Tensor], target: Sequence[int],
                          f"scores' shape {layout} = {shape_str(target)}")
 
 
-def check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
+def check_qkv(query: Tensor, key: Tensor, value: Tensor, *,
+              names: Sequence[str] = ("query", "key", "value")) -> None:
     """Shapes of an attention call in the (B, H, N, D) layout.
 
     query: (B, H, Nq, D)   key: (B, H, Nk, D)   value: (B, H, Nk, Dv)
+    ``names`` are used in the messages (e.g. ``("phi_q", "phi_k", "value")`` for feature maps).
     """
-    for name, t, lay in (("query", query, "(B, H, Nq, D)"), ("key", key, "(B, H, Nk, D)"),
-                         ("value", value, "(B, H, Nk, Dv)")):
+    nq, nk, nv = names
+    for name, t, lay in ((nq, query, "(B, H, Nq, D)"), (nk, key, "(B, H, Nk, D)"),
+                         (nv, value, "(B, H, Nk, Dv)")):
         check_tensor(name, t, ndim=4, layout=lay)
     if not (query.dtype == key.dtype == value.dtype):
-        raise TypeError(f"query, key and value must share a dtype, got {query.dtype}, "
+        raise TypeError(f"{nq}, {nk} and {nv} must share a dtype, got {query.dtype}, "
                         f"{key.dtype} and {value.dtype}")
     if query.shape[-1] != key.shape[-1]:
-        raise ValueError(f"query and key must have the same head dim D (last axis): "
-                         f"query {shape_str(query)} vs key {shape_str(key)}")
+        raise ValueError(f"{nq} and {nk} must have the same head dim D (last axis): "
+                         f"{nq} {shape_str(query)} vs {nk} {shape_str(key)}")
     if key.shape[-2] != value.shape[-2]:
-        raise ValueError(f"key and value must have the same number of positions Nk "
-                         f"(axis -2): key {shape_str(key)} vs value {shape_str(value)}")
+        raise ValueError(f"{nk} and {nv} must have the same number of positions Nk "
+                         f"(axis -2): {nk} {shape_str(key)} vs {nv} {shape_str(value)}")
     if query.shape[-1] == 0:
-        raise ValueError(f"query has head dim 0: {shape_str(query)}")
+        raise ValueError(f"{nq} has head dim 0: {shape_str(query)}")
     if key.shape[-2] == 0 or query.shape[-2] == 0:
-        raise ValueError(f"empty sequence: query {shape_str(query)}, key {shape_str(key)}; "
+        raise ValueError(f"empty sequence: {nq} {shape_str(query)}, {nk} {shape_str(key)}; "
                          f"attention needs at least one query and one key")
     try:
         torch.broadcast_shapes(query.shape[:2], key.shape[:2], value.shape[:2])
     except RuntimeError:
-        raise ValueError(f"batch/head axes (B, H) of query {shape_str(query)}, key "
-                         f"{shape_str(key)} and value {shape_str(value)} do not broadcast") from None
+        raise ValueError(f"batch/head axes (B, H) of {nq} {shape_str(query)}, {nk} "
+                         f"{shape_str(key)} and {nv} {shape_str(value)} do not broadcast") from None
     if not (query.device == key.device == value.device):
-        raise ValueError(f"query, key and value must be on one device, got {query.device}, "
+        raise ValueError(f"{nq}, {nk} and {nv} must be on one device, got {query.device}, "
                          f"{key.device} and {value.device}")

@@ -35,12 +35,31 @@ def _dot_product_module(q, k, v, mask, causal):
     return out.reshape(b, h, nq, -1)
 
 
+def _flash(q, k, v, mask, causal):
+    from attention_lib.efficient import flash_attention
+    return flash_attention(q, k, v, mask, is_causal=causal, block_q=16, block_k=16)
+
+
 #: name -> fn(q, k, v, mask, is_causal) -> (B, H, Nq, Dv); all must equal reference_attention.
 EXACT = {
     "attention": _attention,
     "reference_attention(low precision)": _reference_lowp,
     "DotProductAttention": _dot_product_module,
+    "efficient.flash_attention": _flash,
 }
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+def test_sliding_window_matches_masked_reference(dtype, device, causal):
+    from attention_lib.efficient import sliding_window_attention, sliding_window_mask
+    q, k, v, _ = _inputs(device, dtype, nq=45, nk=45)
+    out = sliding_window_attention(q, k, v, 7, is_causal=causal, block_size=8)
+    mask = sliding_window_mask(45, 7, is_causal=causal)
+    expected = al.reference_attention(*(t.cpu().double() for t in (q, k, v)), mask)
+    assert out.dtype == dtype
+    assert_close(out.cpu().double(), expected, dtype=dtype)
 
 
 def _inputs(device, dtype, b=2, h=3, nq=37, nk=45, d=24, seed=0):

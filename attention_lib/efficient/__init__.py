@@ -1,0 +1,27 @@
+"""Efficient attention (Part III of the course): one module per family.
+
+* :mod:`~attention_lib.efficient.flash` -- exact attention by tiles with the online softmax
+  (FlashAttention), O(N) memory, with a recomputing backward pass            (chapter 16)
+* :mod:`~attention_lib.efficient.sparse` -- fixed sparse patterns (sliding window, dilated,
+  global tokens, BigBird random blocks): dense masks for the pictures, and blocked
+  implementations whose cost grows as O(N w)                                 (chapter 11)
+* :mod:`~attention_lib.efficient.linear` -- linear attention with feature maps, causal as an
+  RNN, the fast-weight-programmer view                                      (chapter 14)
+* :mod:`~attention_lib.efficient.random_features` -- random Fourier features, RFA (Gaussian,
+  arc-cosine, gated), Performer FAVOR+ (positive, orthogonal, redraw)        (chapter 15)
+* :mod:`~attention_lib.efficient.memory` -- ``peak_memory``: the tensor memory a call
+  allocates, on any device (used by the chapters, the tests and ``benchmarks/``)
+"""
+from . import flash, linear, memory, random_features, sparse
+from .flash import (OnlineSoftmaxState, flash_attention, flash_attention_lse, online_softmax,
+                    tile_schedule)
+from .memory import MemoryStats, peak_memory
+
+from .linear import *  # noqa: F401,F403
+from .random_features import *  # noqa: F401,F403
+from .sparse import *  # noqa: F401,F403
+
+__all__ = (["flash", "linear", "memory", "random_features", "sparse", "OnlineSoftmaxState",
+            "flash_attention", "flash_attention_lse", "online_softmax", "tile_schedule",
+            "MemoryStats", "peak_memory"]
+           + linear.__all__ + random_features.__all__ + sparse.__all__)

@@ -1,0 +1,770 @@
+"""Random feature attention: softmax attention through random feature maps, in O(N).
+
+**Bochner's theorem.** A continuous shift-invariant kernel ``k(x - y)`` with ``k(0) = 1`` is
+positive definite exactly when it is the Fourier transform of a probability density p:
+``k(x - y) = E_{w ~ p}[cos(w . (x - y))]``. For the Gaussian kernel
+``exp(-|x - y|^2 / 2)`` the density is the standard normal. Sampling m frequencies
+``w_1 ... w_m`` gives the *random Fourier features* of Rahimi and Recht (2007),
+
+    phi(x) = m^{-1/2} [sin(w_1 . x), ..., sin(w_m . x), cos(w_1 . x), ..., cos(w_m . x)],
+
+with ``E[phi(x) . phi(y)] = exp(-|x - y|^2 / 2)`` (:func:`gaussian_rff`).
+
+**The softmax kernel** ``SM(x, y) = exp(x . y)`` is a Gaussian kernel in disguise,
+``exp(x . y) = exp(|x|^2 / 2) exp(|y|^2 / 2) exp(-|x - y|^2 / 2)``, so random features give
+``exp(q . k) ~ phi(q) . phi(k)``, and attention becomes linear attention
+(:mod:`attention_lib.efficient.linear`) with a random feature map:
+
+* RFA (Peng et al., 2021) l2-normalises q and k, so the norm factors are constant, and uses
+  the sin/cos map (:func:`rfa_attention` with ``kernel="gaussian"``), or a ReLU map that
+  estimates the arc-cosine kernel of Cho and Saul (2009) (``kernel="arccos"``). *Gated* RFA
+  lets the recurrent state decay, ``S_t = g_t S_{t-1} + (1 - g_t) phi(k_t) v_t^T``, with a
+  gate ``g_t = sigmoid(w_g . x_t + b_g)`` learned from the input (:func:`gated_kernel_attention`).
+* FAVOR+ of the Performer (Choromanski et al., 2021) uses *positive* features
+  ``phi(x) = m^{-1/2} exp(w_i . x - |x|^2 / 2)`` (Lemma 1), also unbiased for ``exp(x . y)``,
+  whose error vanishes where the kernel is small -- the trigonometric estimator's does not
+  (Lemma 2, :func:`softmax_kernel_mse`) -- and *orthogonal* random projections, which lower
+  the error further (Theorem 2) (:func:`performer_attention`).
+
+Randomness only enters through a ``torch.Generator`` or a given projection tensor:
+:func:`random_projection` draws one, every feature map takes one. The modules
+(:class:`PerformerAttention`, :class:`RFAAttention`) keep theirs in a buffer and draw a new one
+on :meth:`RandomFeatureAttention.redraw`.
+
+Layout (B, H, N, D) as everywhere; projections are (m, D), shared by all heads (or
+(H, m, D), one per head).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._validate import check_tensor, shape_str
+from ..layers import merge_heads, split_heads
+from .linear import (LinearAttentionState, _check_eps, _check_int, _check_key_padding_mask,
+                     _check_qkv, _divide, _work_dtype, kernel_attention, kernel_attention_step)
+
+Tensor = torch.Tensor
+
+__all__ = [
+    "random_projection", "gaussian_rff", "softmax_kernel_features", "arccos_features",
+    "rfa_features", "softmax_kernel_estimate", "softmax_kernel_mse", "arccos_kernel",
+    "performer_features", "performer_attention", "rfa_attention", "gated_kernel_attention",
+    "gated_kernel_attention_step", "gated_kernel_attention_recurrent",
+    "RandomFeatureAttention", "PerformerAttention", "RFAAttention",
+]
+
+SOFTMAX_KINDS = ("positive", "trig")
+RFA_KERNELS = ("gaussian", "arccos")
+
+
+# --------------------------------------------------------------------------- projections
+def random_projection(num_features: int, dim: int, *, generator: torch.Generator,
+                      orthogonal: bool = False, dtype: torch.dtype = torch.float32,
+                      device=None) -> Tensor:
+    """m random frequencies ``w_i ~ N(0, I_D)``, as the rows of an (m, D) matrix.
+
+    orthogonal=False: iid Gaussian rows.
+    orthogonal=True: block-orthogonal rows (Yu et al., 2016; the Performer's ORFs): each block
+    of D rows is a uniformly random orthonormal basis (QR of a Gaussian matrix, signs fixed
+    so that it is Haar-distributed), and every row is then rescaled by an independent
+    chi(D)-distributed norm -- the norm of a fresh D-dim Gaussian vector. Each row is then
+    still exactly N(0, I_D) (unbiased estimators), but rows within a block are orthogonal,
+    which lowers the variance. With m > D there are ceil(m / D) independent blocks.
+
+    generator: the only source of randomness (numbers are drawn on its device, in float64,
+    then moved to ``device`` and cast to ``dtype``). Returns (num_features, dim).
+    Choromanski et al. (2021), section 2.4.
+    """
+    _check_int("num_features", num_features)
+    _check_int("dim", dim)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    gdev = generator.device
+    if not orthogonal:
+        w = torch.randn(num_features, dim, generator=generator, device=gdev,
+                        dtype=torch.float64)
+    else:
+        nb = math.ceil(num_features / dim)
+        g = torch.randn(nb, dim, dim, generator=generator, device=gdev, dtype=torch.float64)
+        qmat, r = torch.linalg.qr(g)  # (nb, D, D), one orthogonal matrix per block
+        sign = torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))  # (nb, D)
+        qmat = qmat * sign.masked_fill(sign == 0, 1.0).unsqueeze(-2)  # Haar: fix the signs
+        w = qmat.transpose(-2, -1).reshape(nb * dim, dim)[:num_features]  # (m, D), unit rows
+        norms = torch.randn(num_features, dim, generator=generator, device=gdev,
+                            dtype=torch.float64).norm(dim=1)  # chi(D)
+        w = w * norms[:, None]
+    return w.to(device=gdev if device is None else device, dtype=dtype)
+
+
+def _project(name: str, x: Tensor, projection: Tensor) -> Tensor:
+    """x @ projection^T with checks: x (..., D), projection (m, D) or (H, m, D)."""
+    check_tensor(name, x, layout="(..., D)")
+    check_tensor("projection", projection, ndim=(2, 3), layout="(m, D) or (H, m, D)")
+    if x.dim() < 1 or projection.shape[-1] != x.shape[-1]:
+        raise ValueError(f"projection (m, D) must have the same D as {name} (..., D): "
+                         f"projection {shape_str(projection)} vs {name} {shape_str(x)}")
+    if projection.device != x.device:
+        raise ValueError(f"projection is on {projection.device} but {name} is on {x.device}")
+    if projection.dim() == 3:
+        try:
+            if x.dim() < 2:
+                raise RuntimeError
+            torch.broadcast_shapes(x.shape[:-2], projection.shape[:-2])
+        except RuntimeError:
+            raise ValueError(f"a per-head projection (H, m, D) needs {name} (B, H, N, D) with "
+                             f"the same H: projection {shape_str(projection)} vs {name} "
+                             f"{shape_str(x)}") from None
+    return x @ projection.to(x.dtype).transpose(-2, -1)  # (..., m)
+
+
+# --------------------------------------------------------------------------- feature maps
+def gaussian_rff(x: Tensor, projection: Tensor, *, offset: Optional[Tensor] = None,
+                 sigma: Union[float, Tensor] = 1.0) -> Tensor:
+    """Random Fourier features of the Gaussian kernel ``exp(-|x - y|^2 / (2 sigma^2))``.
+
+    x: (..., D)   projection: (m, D) with rows ~ N(0, I) (:func:`random_projection`).
+    offset=None: ``m^{-1/2} [sin(W x / sigma), cos(W x / sigma)]``, (..., 2m).
+    offset: (m,) phases ~ U[0, 2 pi): ``(2/m)^{1/2} cos(W x / sigma + b)``, (..., m), the form
+    of Rahimi and Recht's paper (same mean, higher variance).
+    ``E[phi(x) . phi(y)] = exp(-|x - y|^2 / (2 sigma^2))`` exactly (Bochner's theorem).
+
+    Rahimi and Recht (2007), "Random features for large-scale kernel machines", Algorithm 1.
+    """
+    if offset is None:
+        return _sincos("x", x / sigma, projection)
+    p = _project("x", x / sigma, projection)  # (..., m)
+    m = projection.shape[-2]
+    check_tensor("offset", offset, layout="(m,)")
+    if offset.shape[-1] != m:
+        raise ValueError(f"offset must have m = {m} entries (one per row of projection), got "
+                         f"{shape_str(offset)}")
+    return torch.cos(p + offset.to(p.dtype)) * math.sqrt(2.0 / m)
+
+
+def _sincos(name: str, x: Tensor, projection: Tensor, scaled: bool = True) -> Tensor:
+    """``m^{-1/2} [sin(W x), cos(W x)]``, (..., 2m), with one matrix product and one sin.
+
+    ``cos t = sin(t + pi/2)``: the projection is stacked twice, with a column holding the
+    phase 0 or pi/2 that multiplies a constant 1 appended to x. ``scaled=False``: without the
+    factor ``m^{-1/2}`` (for normalised attention, where a constant factor cancels).
+    """
+    probe = x[..., :0, :] if isinstance(x, Tensor) and x.dim() >= 2 else x
+    _project(name, probe, projection)  # checks only (on an empty slice: no work)
+    m = projection.shape[-2]
+    w = projection.to(x.dtype)
+    phase = torch.zeros(*w.shape[:-1], 2, dtype=x.dtype, device=x.device)  # (.., m, 2)
+    phase[..., 1] = math.pi / 2
+    w2 = torch.cat([torch.cat([w, phase[..., :1]], -1), torch.cat([w, phase[..., 1:]], -1)], -2)
+    x1 = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)  # (..., D + 1)
+    out = torch.sin(x1 @ w2.transpose(-2, -1))  # (..., 2m): sin(Wx) then sin(Wx + pi/2)
+    return out.mul_(1.0 / math.sqrt(m)) if scaled else out
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in SOFTMAX_KINDS:
+        raise ValueError(f"kind must be one of {SOFTMAX_KINDS}, got {kind!r}")
+
+
+def softmax_kernel_features(x: Tensor, projection: Tensor, *, kind: str = "positive") -> Tensor:
+    """Unbiased random features for the softmax kernel ``SM(x, y) = exp(x . y)``.
+
+    x: (..., D)   projection: (m, D), rows ~ N(0, I).
+    kind="positive": ``m^{-1/2} exp(W x - |x|^2 / 2)``, (..., m) -- every feature > 0
+        (Choromanski et al., 2021, Lemma 1; the "+" of FAVOR+).
+    kind="trig": ``m^{-1/2} exp(|x|^2 / 2) [sin(W x), cos(W x)]``, (..., 2m) -- the Gaussian
+        random Fourier features times the norm factors; features of both signs.
+    ``E[phi(x) . phi(y)] = exp(x . y)`` for both. No numerical stabilisation here (see
+    :func:`performer_features`).
+    """
+    _check_kind(kind)
+    p = _project("x", x, projection)  # (..., m)
+    m = projection.shape[-2]
+    half_sq = 0.5 * (x * x).sum(-1, keepdim=True)  # (..., 1)
+    if kind == "positive":
+        return torch.exp(p - half_sq) / math.sqrt(m)
+    return torch.exp(half_sq) * torch.cat([torch.sin(p), torch.cos(p)], dim=-1) / math.sqrt(m)
+
+
+def arccos_features(x: Tensor, projection: Tensor) -> Tensor:
+    """ReLU random features: ``(2/m)^{1/2} relu(W x)``, (..., m), for the arc-cosine kernel.
+
+    ``E[phi(x) . phi(y)] = k_1(x, y)`` of Cho and Saul (2009), see :func:`arccos_kernel`.
+    (Peng et al.'s map has ``(1/m)^{1/2}``: half the kernel; the constant cancels in attention.)
+    """
+    p = _project("x", x, projection)
+    return F.relu(p) * math.sqrt(2.0 / projection.shape[-2])
+
+
+def arccos_kernel(x: Tensor, y: Tensor) -> Tensor:
+    """The arc-cosine kernel of degree 1 (Cho and Saul, 2009), in closed form.
+
+    x: (..., D)   y: (..., D)  (broadcast)  ->  (...)
+    ``k_1(x, y) = |x| |y| (sin t + (pi - t) cos t) / pi`` with t the angle between x and y;
+    it equals ``2 E_w[relu(w . x) relu(w . y)]`` for ``w ~ N(0, I)``.
+    """
+    check_tensor("x", x, layout="(..., D)")
+    check_tensor("y", y, layout="(..., D)")
+    nx, ny = x.norm(dim=-1), y.norm(dim=-1)
+    cos = ((x * y).sum(-1) / (nx * ny).clamp_min(torch.finfo(x.dtype).tiny)).clamp(-1.0, 1.0)
+    t = torch.arccos(cos)
+    return nx * ny * (torch.sin(t) + (math.pi - t) * cos) / math.pi
+
+
+def rfa_features(x: Tensor, projection: Tensor, *, kernel: str = "gaussian",
+                 sigma: Union[float, Tensor] = 1.0) -> Tensor:
+    """RFA's feature map (Peng et al., 2021): l2-normalise x, then map.
+
+    x: (..., D)   projection: (m, D).
+    kernel="gaussian": :func:`gaussian_rff` of ``x / |x|`` with bandwidth ``sigma``, (..., 2m).
+        For unit vectors ``exp(-|x - y|^2 / (2 sigma^2)) = exp(-1/sigma^2) exp(x . y / sigma^2)``,
+        so normalised attention with these features estimates softmax attention on the
+        normalised q, k with temperature ``sigma^2`` (the constant cancels).
+    kernel="arccos": :func:`arccos_features` of ``x / |x|``, (..., m).
+    sigma: float or tensor broadcastable to x[..., :1] (e.g. (H, 1, 1), one per head).
+    """
+    return _rfa_features(x, projection, kernel, sigma, scaled=True)
+
+
+def _rfa_features(x, projection, kernel, sigma, scaled):
+    if kernel not in RFA_KERNELS:
+        raise ValueError(f"kernel must be one of {RFA_KERNELS}, got {kernel!r}")
+    check_tensor("x", x, layout="(..., D)")
+    xn = x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    if kernel == "gaussian":
+        return _sincos("x", xn / sigma, projection, scaled)
+    return arccos_features(xn, projection)
+
+
+def softmax_kernel_estimate(x: Tensor, y: Tensor, projection: Tensor, *,
+                            kind: str = "positive") -> Tensor:
+    """The random-feature estimate ``phi(x) . phi(y)`` of ``exp(x . y)``, pair by pair.
+
+    x: (..., D)   y: (..., D)  (broadcast)   projection: (m, D)   ->   (...)
+    """
+    return (softmax_kernel_features(x, projection, kind=kind)
+            * softmax_kernel_features(y, projection, kind=kind)).sum(-1)
+
+
+def softmax_kernel_mse(x: Tensor, y: Tensor, num_features: int, *,
+                       kind: str = "positive") -> Tensor:
+    """Mean squared error of the m-feature estimate of ``exp(x . y)`` with iid frequencies.
+
+    x: (..., D)   y: (..., D)  (broadcast)  ->  (...). Choromanski et al. (2021), Lemma 2:
+
+        MSE_trig = (1 / 2m) exp(|x + y|^2) SM(x, y)^{-2} (1 - exp(-|x - y|^2))^2
+        MSE_pos  = (1 / m)  exp(|x + y|^2) SM(x, y)^2   (1 - exp(-|x + y|^2))
+
+    where m is the number of frequencies (the trig map has 2m features, sin and cos).
+    As ``SM(x, y) -> 0`` the positive estimator's MSE goes to 0; the trig one's does not.
+    """
+    _check_kind(kind)
+    _check_int("num_features", num_features)
+    check_tensor("x", x, layout="(..., D)")
+    check_tensor("y", y, layout="(..., D)")
+    xx, yy, xy = (x * x).sum(-1), (y * y).sum(-1), (x * y).sum(-1)
+    if kind == "positive":  # SM^2 (exp(|x+y|^2) - 1)
+        return torch.exp(2 * xy) * torch.expm1(xx + yy + 2 * xy) / num_features
+    # exp(|x+y|^2) SM^-2 = exp(|x|^2 + |y|^2)
+    return torch.exp(xx + yy) * (-torch.expm1(-(xx + yy - 2 * xy))) ** 2 / (2 * num_features)
+
+
+# --------------------------------------------------------------------------- attention
+def _scale_qk(query: Tensor, key: Tensor, scale: Optional[float]):
+    s = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    if not isinstance(s, (int, float)) or isinstance(s, bool) or s <= 0:
+        raise ValueError(f"scale must be a positive float or None, got {scale!r}")
+    r = math.sqrt(s)  # (r q) . (r k) = s q . k
+    return query * r, key * r
+
+
+def performer_features(query: Tensor, key: Tensor, projection: Tensor, *,
+                       kind: str = "positive", stabilize: bool = True,
+                       key_padding_mask: Optional[Tensor] = None, causal: bool = False):
+    """FAVOR+ features of (already scaled) queries and keys, numerically stabilised.
+
+    query: (B, H, Nq, D)   key: (B, H, Nk, D)   projection: (m, D) or (H, m, D).
+    Returns ``(phi_q, phi_k)``: (B, H, N, m) for "positive", (B, H, N, 2m) for "trig".
+
+    stabilize: multiply each query's features by a constant (positive: divide by its largest
+    feature, so that it becomes ``m^{-1/2}``; trig: drop its ``exp(|q|^2 / 2)``) and, unless
+    ``causal``, all keys' features of one (batch, head) by one constant (the largest exponent
+    over the unmasked keys and features), as the Performer's code does. Such constants cancel
+    exactly in normalised attention, but keep ``exp`` from underflowing (or overflowing) in
+    float32 when |q| and |k| are large. In causal attention a key-side constant would have to
+    be known before the keys are (the recurrent form could not use it), so only queries are
+    stabilised there. Because the stabilised features are rescaled, any ``eps`` added to the
+    normaliser should be 0 (the default of the functions here).
+    """
+    _check_kind(kind)
+    pq = _project("query", query, projection)  # (B, H, Nq, m)
+    pk = _project("key", key, projection)  # (B, H, Nk, m)
+    m = projection.shape[-2]
+    hq = 0.5 * (query * query).sum(-1, keepdim=True)  # (B, H, Nq, 1)
+    hk = 0.5 * (key * key).sum(-1, keepdim=True)  # (B, H, Nk, 1)
+    if kind == "positive":
+        # exponents w . x - |x|^2 / 2 - log sqrt(m), shifted by the stabilisers; updated in
+        # place (each pass over an (N, m) tensor costs as much as the matmul on a CPU)
+        log_sqrt_m = 0.5 * math.log(m)
+        eq, ek = pq.sub_(hq + log_sqrt_m), pk.sub_(hk + log_sqrt_m)
+        if stabilize:
+            eq = eq.sub_(eq.detach().amax(dim=-1, keepdim=True) + log_sqrt_m)
+            if not causal:
+                ek = ek.sub_(_masked_max(ek, key_padding_mask) + log_sqrt_m)
+        return eq.exp_(), ek.exp_()
+    fq = torch.cat([torch.sin(pq), torch.cos(pq)], dim=-1) / math.sqrt(m)
+    fk = torch.cat([torch.sin(pk), torch.cos(pk)], dim=-1) / math.sqrt(m)
+    if stabilize:
+        if not causal:
+            hk = hk - _masked_max(hk, key_padding_mask)
+        return fq, torch.exp(hk) * fk
+    return torch.exp(hq) * fq, torch.exp(hk) * fk
+
+
+def _masked_max(e: Tensor, key_padding_mask: Optional[Tensor]) -> Tensor:
+    """max over keys and features of exponents e (B, H, Nk, F) -> (B, H, 1, 1), detached,
+    over unmasked keys only (0 where every key is masked)."""
+    if key_padding_mask is not None:
+        e = e.masked_fill(~key_padding_mask.transpose(-1, -2), float("-inf"))
+    mx = e.detach().amax(dim=(-2, -1), keepdim=True)
+    return torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
+
+
+def performer_attention(query: Tensor, key: Tensor, value: Tensor, projection: Tensor,
+                        key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False,
+                        scale: Optional[float] = None, kind: str = "positive",
+                        stabilize: bool = True, eps: float = 0.0, chunk_size: int = 64,
+                        return_state: bool = False):
+    """Performer attention, FAVOR+: softmax attention estimated with random features.
+
+    query: (B, H, Nq, D)   key: (B, H, Nk, D)   value: (B, H, Nk, Dv)
+    projection: (m, D) or (H, m, D), rows ~ N(0, I): iid or orthogonal
+        (:func:`random_projection`); the only randomness.
+    key_padding_mask: bool broadcastable to (B, H, 1, Nk), True = real key.
+    scale: the softmax's scale, default 1/sqrt(D) as in SDPA: q and k are multiplied by
+        sqrt(scale) before the feature map, so the estimated kernel is ``exp(scale q . k)``.
+    kind: "positive" (FAVOR+) or "trig" (for comparison: same mean, can go negative).
+    stabilize, chunk_size, return_state: see :func:`performer_features` and
+        :func:`~attention_lib.efficient.linear.kernel_attention`. A state to decode from
+        (:func:`~attention_lib.efficient.linear.kernel_attention_step`) should come from a
+        causal call: a non-causal call stabilises the keys by a constant that the steps lack.
+    eps: added to the normaliser; 0 by default, since positive features keep it > 0 and the
+        stabilisation rescales it (a fixed eps would not be negligible).
+
+    Returns (B, H, Nq, Dv). As m grows it converges to
+    ``reference_attention(query, key, value, is_causal=is_causal, scale=scale)``. Cost
+    O(N m (D + Dv)) time and O(N (m + Dv)) memory.
+    Choromanski et al. (2021), "Rethinking attention with Performers", section 2-3.
+    """
+    _check_qkv(query, key, value)
+    _check_key_padding_mask(key_padding_mask, query, key)
+    work = _work_dtype(query.dtype)
+    q, k = _scale_qk(query.to(work), key.to(work), scale)
+    phi_q, phi_k = performer_features(q, k, projection, kind=kind, stabilize=stabilize,
+                                      key_padding_mask=key_padding_mask, causal=is_causal)
+    res = kernel_attention(phi_q, phi_k, value.to(work), key_padding_mask, is_causal=is_causal,
+                           eps=eps, chunk_size=chunk_size, return_state=return_state)
+    if return_state:
+        return res[0].to(value.dtype), res[1]
+    return res.to(value.dtype)
+
+
+def rfa_attention(query: Tensor, key: Tensor, value: Tensor, projection: Tensor,
+                  key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False,
+                  kernel: str = "gaussian", sigma: Union[float, Tensor] = 1.0,
+                  gate: Optional[Tensor] = None, eps: float = 0.0, chunk_size: int = 64,
+                  return_state: bool = False):
+    """Random feature attention (RFA) of Peng et al. (2021), optionally gated.
+
+    query: (B, H, Nq, D)   key: (B, H, Nk, D)   value: (B, H, Nk, Dv)   projection: (m, D).
+    kernel="gaussian": sin/cos features of the l2-normalised q, k (:func:`rfa_features`);
+        estimates ``softmax(q_hat . k_hat / sigma^2)`` attention.
+    kernel="arccos": ReLU features of the normalised q, k: arc-cosine kernel attention.
+    sigma: float or tensor broadcastable to (B, H, 1, 1), e.g. a learned (H, 1, 1).
+    gate: None, or (B, H, N) values in [0, 1]: gated RFA (needs ``is_causal``), whose state
+        decays, ``S_t = g_t S_{t-1} + (1 - g_t) phi(k_t) v_t^T`` (same for z_t) -- a learned
+        recency bias (Peng et al., 2021, eq. 7); see :func:`gated_kernel_attention`.
+    eps, chunk_size, return_state: as in :func:`~attention_lib.efficient.linear.kernel_attention`
+        (``eps`` defaults to 0 here).
+
+    Returns (B, H, Nq, Dv) (and the final state with ``return_state``).
+    Note: sin/cos features take both signs, so the normaliser ``phi(q) . z`` can come close
+    to 0 for small m; positive features (Performer) do not have that problem.
+    """
+    _check_qkv(query, key, value)
+    _check_key_padding_mask(key_padding_mask, query, key)
+    work = _work_dtype(query.dtype)
+    # unscaled features: the constant 1/sqrt(m) cancels in the normalised attention
+    phi_q = _rfa_features(query.to(work), projection, kernel, sigma, scaled=eps > 0)
+    phi_k = _rfa_features(key.to(work), projection, kernel, sigma, scaled=eps > 0)
+    v = value.to(work)
+    if gate is not None:
+        if not is_causal:
+            raise ValueError("gate needs is_causal=True: gated RFA is a causal recurrence")
+        res = gated_kernel_attention(phi_q, phi_k, v, gate, key_padding_mask, eps=eps,
+                                     chunk_size=chunk_size, return_state=return_state)
+    else:
+        res = kernel_attention(phi_q, phi_k, v, key_padding_mask, is_causal=is_causal, eps=eps,
+                               chunk_size=chunk_size, return_state=return_state)
+    if return_state:
+        return res[0].to(value.dtype), res[1]
+    return res.to(value.dtype)
+
+
+# --------------------------------------------------------------------------- gated recurrence
+def _check_gate(gate: Tensor, shape) -> None:
+    check_tensor("gate", gate, ndim=3, layout="(B, H, N)")
+    if not all(g in (1, s) for g, s in zip(gate.shape, shape)):
+        raise ValueError(f"gate must be (B, H, N) = {shape_str(shape)} (or broadcastable), "
+                         f"got {shape_str(gate)}")
+    if bool(((gate < 0) | (gate > 1) | torch.isnan(gate)).any()):
+        raise ValueError(f"gate values must lie in [0, 1] (e.g. a sigmoid), got min "
+                         f"{gate.min().item():.3g} and max {gate.max().item():.3g}")
+
+
+def _segsum(a: Tensor) -> Tensor:
+    """``out[..., t, j] = sum_{l=j+1}^{t} a[..., l]`` for j <= t, -inf above: (..., C, C).
+
+    Summed directly (masked cumulative sum), not as a difference of cumulative sums, so there
+    is no cancellation and ``a = -inf`` (a gate of exactly 0) gives 0 weight, not NaN.
+    """
+    c = a.shape[-1]
+    x = a.unsqueeze(-1).expand(*a.shape, c)  # x[..., i, j] = a_i
+    strict = torch.ones(c, c, dtype=torch.bool, device=a.device).tril(-1)
+    s = x.masked_fill(~strict, 0.0).cumsum(dim=-2)  # sum over j < i' <= i
+    return s.masked_fill(~strict.logical_or(torch.eye(c, dtype=torch.bool, device=a.device)),
+                         float("-inf"))
+
+
+def _gate_terms(gate: Tensor, key_padding_mask: Optional[Tensor], shape, dtype):
+    """log g (decay, 0 at masked keys) and 1 - g (write strength, 0 at masked keys)."""
+    g = gate.to(dtype).expand(*shape)  # (B, H, N)
+    write = 1.0 - g
+    if key_padding_mask is not None:
+        keep = key_padding_mask.expand(*shape[:2], 1, shape[2])[:, :, 0]  # (B, H, N)
+        g = torch.where(keep, g, torch.ones_like(g))
+        write = torch.where(keep, write, torch.zeros_like(write))
+    return torch.log(g), write
+
+
+def gated_kernel_attention(phi_q: Tensor, phi_k: Tensor, value: Tensor, gate: Tensor,
+                           key_padding_mask: Optional[Tensor] = None, *, eps: float = 0.0,
+                           chunk_size: int = 64,
+                           state: Optional[LinearAttentionState] = None,
+                           return_state: bool = False):
+    """Causal kernel attention whose state decays with a gate (gated RFA), in parallel form.
+
+    phi_q, phi_k: (B, H, N, F)   value: (B, H, N, Dv)   gate: (B, H, N) in [0, 1].
+    key_padding_mask: bool broadcastable to (B, H, 1, N): a masked position neither writes
+    nor decays the state (its gate is taken as 1).
+
+        S_t = g_t S_{t-1} + (1 - g_t) phi(k_t) v_t^T,   z_t = g_t z_{t-1} + (1 - g_t) phi(k_t)
+        out_t = phi(q_t)^T S_t / (phi(q_t)^T z_t + eps)
+
+    Unrolled, key j reaches query t >= j with weight ``(1 - g_j) prod_{l=j+1}^{t} g_l``.
+    Computed by chunks of ``chunk_size``: inside a chunk a (C, C) matrix of those decays
+    (from a segment sum of log g, no cancellation), between chunks a scan over the N / C
+    chunk states. Equals :func:`gated_kernel_attention_recurrent` (tested).
+    Peng et al. (2021), section 3.2, eq. 7.
+    """
+    _check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
+    _check_key_padding_mask(key_padding_mask, phi_q, phi_k)
+    _check_eps(eps)
+    _check_int("chunk_size", chunk_size)
+    if phi_q.shape[-2] != phi_k.shape[-2]:
+        raise ValueError(f"gated attention is causal: it needs as many queries as keys, got "
+                         f"phi_q {shape_str(phi_q)} vs phi_k {shape_str(phi_k)}")
+    bshape = tuple(torch.broadcast_shapes(phi_q.shape[:2], phi_k.shape[:2], value.shape[:2]))
+    n = phi_q.shape[-2]
+    _check_gate(gate, bshape + (n,))
+    out_dtype = value.dtype
+    work = _work_dtype(value.dtype)
+    phi_q = phi_q.to(work).expand(*bshape, *phi_q.shape[2:])
+    phi_k = phi_k.to(work).expand(*bshape, *phi_k.shape[2:])
+    v = value.to(work).expand(*bshape, *value.shape[2:])
+    log_g, write = _gate_terms(gate, key_padding_mask, bshape + (n,), work)
+    b, h, _, f = phi_q.shape
+    dv = v.shape[-1]
+    c = min(chunk_size, n)
+    pad = (-n) % c
+    v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # (B, H, N, Dv + 1)
+    if pad:
+        phi_q, phi_k = F.pad(phi_q, (0, 0, 0, pad)), F.pad(phi_k, (0, 0, 0, pad))
+        v1 = F.pad(v1, (0, 0, 0, pad))
+        log_g, write = F.pad(log_g, (0, pad)), F.pad(write, (0, pad))
+    nc = (n + pad) // c
+    qc = phi_q.reshape(b, h, nc, c, f)  # (B, H, nc, C, F)
+    kc = phi_k.reshape(b, h, nc, c, f)  # (B, H, nc, C, F)
+    vc = v1.reshape(b, h, nc, c, dv + 1)  # (B, H, nc, C, Dv + 1)
+    a = log_g.reshape(b, h, nc, c)  # (B, H, nc, C)
+    w = write.reshape(b, h, nc, c)  # (B, H, nc, C)
+    seg = _segsum(a)  # (B, H, nc, C, C): log decay from key j to query t
+    decay_in = torch.exp(seg) * w.unsqueeze(-2)  # (B, H, nc, C, C), 0 above the diagonal
+    out = ((qc @ kc.transpose(-2, -1)) * decay_in) @ vc  # this chunk
+    to_end = torch.exp(seg[..., -1, :]) * w  # (B, H, nc, C): key j -> end of its chunk
+    chunk_states = (kc * to_end.unsqueeze(-1)).transpose(-2, -1) @ vc  # (B, H, nc, F, Dv + 1)
+    from_start = torch.exp(torch.cumsum(a, dim=-1))  # (B, H, nc, C): chunk start -> query t
+    chunk_decay = from_start[..., -1]  # (B, H, nc)
+    s = (torch.zeros(b, h, f, dv + 1, dtype=work, device=v.device) if state is None else
+         torch.cat([state.kv, state.k_sum.unsqueeze(-1)], dim=-1).to(work).expand(b, h, f, dv + 1))
+    befores = []
+    for i in range(nc):  # scan over chunks: O(N / C) small steps
+        befores.append(s)
+        s = chunk_decay[:, :, i, None, None] * s + chunk_states[:, :, i]
+    before = torch.stack(befores, dim=2)  # (B, H, nc, F, Dv + 1)
+    out = out + from_start.unsqueeze(-1) * (qc @ before)  # earlier chunks, decayed
+    out = out.reshape(b, h, nc * c, dv + 1)[:, :, :n]  # (B, H, N, Dv + 1)
+    res = _divide(out[..., :dv], out[..., dv:], eps).to(out_dtype)
+    if return_state:
+        return res, LinearAttentionState(s[..., :dv], s[..., dv])
+    return res
+
+
+def gated_kernel_attention_step(phi_q: Tensor, phi_k: Tensor, value: Tensor, gate: Tensor,
+                                state: Optional[LinearAttentionState] = None, *,
+                                eps: float = 0.0, key_mask: Optional[Tensor] = None):
+    """One step of gated RFA as an RNN.
+
+    phi_q, phi_k: (B, H, F)   value: (B, H, Dv)   gate: (B, H) in [0, 1]
+    state: :class:`~attention_lib.efficient.linear.LinearAttentionState` (None: zeros).
+    key_mask: bool (B, H), False = padding: the state passes through unchanged.
+    Returns ``(out_t (B, H, Dv), new state)``.
+    """
+    for name, t, lay in (("phi_q", phi_q, "(B, H, F)"), ("phi_k", phi_k, "(B, H, F)"),
+                         ("value", value, "(B, H, Dv)"), ("gate", gate, "(B, H)")):
+        check_tensor(name, t, ndim=2 if name == "gate" else 3, layout=lay)
+    out_dtype = value.dtype
+    work = _work_dtype(value.dtype)
+    phi_q, phi_k, value, g = phi_q.to(work), phi_k.to(work), value.to(work), gate.to(work)
+    wr = 1.0 - g
+    if key_mask is not None:
+        g = torch.where(key_mask, g, torch.ones_like(g))
+        wr = torch.where(key_mask, wr, torch.zeros_like(wr))
+    g, wr = g[..., None], wr[..., None]  # (B, H, 1)
+    write = (wr * phi_k).unsqueeze(-1) * value.unsqueeze(-2)  # (B, H, F, Dv)
+    if state is None:
+        kv, k_sum = write, wr * phi_k
+    else:
+        kv = g.unsqueeze(-1) * state.kv + write
+        k_sum = g * state.k_sum + wr * phi_k
+    num = (phi_q.unsqueeze(-2) @ kv).squeeze(-2)  # (B, H, Dv)
+    den = (phi_q * k_sum).sum(-1, keepdim=True)  # (B, H, 1)
+    return _divide(num, den, eps).to(out_dtype), LinearAttentionState(kv, k_sum)
+
+
+def gated_kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor, gate: Tensor,
+                                     key_padding_mask: Optional[Tensor] = None, *,
+                                     eps: float = 0.0,
+                                     state: Optional[LinearAttentionState] = None,
+                                     return_state: bool = False):
+    """Gated RFA one position at a time (a Python loop): the definition, for testing.
+
+    Same arguments and result as :func:`gated_kernel_attention`.
+    """
+    _check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
+    _check_key_padding_mask(key_padding_mask, phi_q, phi_k)
+    bshape = tuple(torch.broadcast_shapes(phi_q.shape[:2], phi_k.shape[:2], value.shape[:2]))
+    n = phi_q.shape[-2]
+    if phi_k.shape[-2] != n:
+        raise ValueError(f"gated attention is causal: it needs as many queries as keys, got "
+                         f"phi_q {shape_str(phi_q)} vs phi_k {shape_str(phi_k)}")
+    _check_gate(gate, bshape + (n,))
+    phi_q = phi_q.expand(*bshape, *phi_q.shape[2:])
+    phi_k = phi_k.expand(*bshape, *phi_k.shape[2:])
+    value = value.expand(*bshape, *value.shape[2:])
+    gate = gate.expand(*bshape, n)
+    keep = None
+    if key_padding_mask is not None:
+        keep = key_padding_mask.expand(*bshape, 1, n)[:, :, 0]
+    outs = []
+    for t in range(n):
+        o, state = gated_kernel_attention_step(
+            phi_q[:, :, t], phi_k[:, :, t], value[:, :, t], gate[:, :, t], state, eps=eps,
+            key_mask=None if keep is None else keep[:, :, t])
+        outs.append(o)
+    out = torch.stack(outs, dim=-2)  # (B, H, N, Dv)
+    return (out, state) if return_state else out
+
+
+# --------------------------------------------------------------------------- modules
+_FEATURES = ("positive", "trig", "gaussian", "arccos")
+
+
+class RandomFeatureAttention(nn.Module):
+    """Multi-head attention with a random feature map in place of the softmax, batch first.
+
+    Projections ``q_proj, k_proj, v_proj, out_proj`` as in
+    :class:`attention_lib.layers.MultiHeadAttention`, plus a buffer ``projection``
+    (num_features, head_dim) of random frequencies shared by the heads.
+
+    feature: "positive" / "trig" (Performer, :func:`performer_attention`, estimating
+        ``softmax(q . k / sqrt(Dh))``), or "gaussian" / "arccos" (RFA, :func:`rfa_attention`
+        on l2-normalised q, k, with a learned per-head bandwidth ``sigma`` for "gaussian",
+        stored as ``log_sigma`` and starting at sigma = 1).
+    num_features: m; default ``round(Dh * ln Dh)``, the Performer paper's m = Theta(d log d).
+    orthogonal: block-orthogonal frequencies (:func:`random_projection`).
+    gated: gated RFA (needs ``is_causal=True``): ``gate_proj: Linear(E, H)`` gives
+        ``g_t = sigmoid(gate_proj(x_t))`` from the key-side input (bias initialised to 2, so
+        g ~ 0.88 at the start: long memory).
+    generator: draws the first projection (default: torch's global generator, like the
+        parameters' initialisation); :meth:`redraw` draws a new one.
+    eps: added to the normaliser (default 0, see :func:`performer_features`);
+    chunk_size: of the causal prefix sums.
+
+    query: (B, Nq, E)   key, value: (B, Nk, E) (default: query)
+    key_padding_mask: bool broadcastable to (B, 1, 1, Nk), True = real key.
+    Returns (B, Nq, E). :meth:`step` decodes one position at a time from a recurrent state.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, num_features: Optional[int] = None, *,
+                 feature: str = "positive", orthogonal: bool = True, gated: bool = False,
+                 generator: Optional[torch.Generator] = None, bias: bool = True,
+                 eps: float = 0.0, chunk_size: int = 64):
+        super().__init__()
+        _check_int("embed_dim", embed_dim)
+        _check_int("num_heads", num_heads)
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
+        if feature not in _FEATURES:
+            raise ValueError(f"feature must be one of {_FEATURES}, got {feature!r}")
+        if gated and feature not in RFA_KERNELS:
+            raise ValueError(f"gated=True is gated RFA: use feature='gaussian' or 'arccos', "
+                             f"got {feature!r}")
+        self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.head_dim = dh = embed_dim // num_heads
+        if num_features is None:
+            num_features = max(1, round(dh * math.log(max(dh, 2))))
+        _check_int("num_features", num_features)
+        self.num_features, self.feature, self.orthogonal = num_features, feature, orthogonal
+        self.gated, self.eps, self.chunk_size = gated, eps, chunk_size
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        if feature == "gaussian":  # bandwidth sigma per head, learned; starts at 1
+            self.log_sigma = nn.Parameter(torch.zeros(num_heads))
+        if gated:
+            self.gate_proj = nn.Linear(embed_dim, num_heads)
+            nn.init.constant_(self.gate_proj.bias, 2.0)
+        self.register_buffer("projection", torch.zeros(num_features, dh))
+        self.redraw(generator)
+
+    @torch.no_grad()
+    def redraw(self, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Draw new random frequencies into ``projection`` (and return them).
+
+        generator: default torch's global generator. The Performer redraws periodically
+        during training, so that no single unlucky draw is trained against.
+        """
+        gen = torch.default_generator if generator is None else generator
+        w = random_projection(self.num_features, self.head_dim, generator=gen,
+                              orthogonal=self.orthogonal, dtype=self.projection.dtype,
+                              device=self.projection.device)
+        self.projection.copy_(w)
+        return self.projection
+
+    def _sigma(self):
+        return torch.exp(self.log_sigma).view(-1, 1, 1)  # (H, 1, 1)
+
+    def _features(self, q: Tensor, k: Tensor, key_padding_mask, causal: bool):
+        """(phi_q, phi_k) for (B, H, N, Dh) queries and keys."""
+        if self.feature in SOFTMAX_KINDS:
+            q, k = _scale_qk(q, k, None)
+            return performer_features(q, k, self.projection, kind=self.feature,
+                                      key_padding_mask=key_padding_mask, causal=causal)
+        sigma = self._sigma() if self.feature == "gaussian" else 1.0
+        return (rfa_features(q, self.projection, kernel=self.feature, sigma=sigma),
+                rfa_features(k, self.projection, kernel=self.feature, sigma=sigma))
+
+    def _check_inputs(self, **xs):
+        for name, x in xs.items():
+            check_tensor(name, x, ndim=3, layout="(B, N, E)")
+            if x.shape[-1] != self.embed_dim:
+                raise ValueError(f"{name} must be (B, N, E) with E = {self.embed_dim}, got "
+                                 f"{shape_str(x)}")
+
+    def forward(self, query: Tensor, key: Optional[Tensor] = None, value: Optional[Tensor] = None,
+                key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False) -> Tensor:
+        key = query if key is None else key
+        value = key if value is None else value
+        self._check_inputs(query=query, key=key, value=value)
+        if self.gated and not is_causal:
+            raise ValueError("a gated RFAAttention is causal: call it with is_causal=True")
+        h = self.num_heads
+        q = split_heads(self.q_proj(query), h)  # (B, H, Nq, Dh)
+        k = split_heads(self.k_proj(key), h)  # (B, H, Nk, Dh)
+        v = split_heads(self.v_proj(value), h)  # (B, H, Nk, Dh)
+        _check_qkv(q, k, v)
+        _check_key_padding_mask(key_padding_mask, q, k)
+        phi_q, phi_k = self._features(q, k, key_padding_mask, is_causal)
+        if self.gated:
+            gate = torch.sigmoid(self.gate_proj(key)).transpose(1, 2)  # (B, H, Nk)
+            out = gated_kernel_attention(phi_q, phi_k, v, gate, key_padding_mask, eps=self.eps,
+                                         chunk_size=self.chunk_size)
+        else:
+            out = kernel_attention(phi_q, phi_k, v, key_padding_mask, is_causal=is_causal,
+                                   eps=self.eps, chunk_size=self.chunk_size)
+        return self.out_proj(merge_heads(out))  # (B, Nq, E)
+
+    def step(self, x: Tensor, state: Optional[LinearAttentionState] = None):
+        """Causal self-attention for one new position, as an RNN.
+
+        x: (B, E), the input at position t; state: after t - 1 positions (None at t = 0).
+        Returns ``(y (B, E), new state)``; the state has a fixed size, (B, H, F, Dh) + (B, H, F).
+        Running ``step`` over a sequence equals ``forward(x, is_causal=True)``.
+        """
+        check_tensor("x", x, ndim=2, layout="(B, E)")
+        if x.shape[-1] != self.embed_dim:
+            raise ValueError(f"x must be (B, E) with E = {self.embed_dim}, got {shape_str(x)}")
+        h = self.num_heads
+        q = split_heads(self.q_proj(x[:, None]), h)  # (B, H, 1, Dh)
+        k = split_heads(self.k_proj(x[:, None]), h)
+        v = split_heads(self.v_proj(x[:, None]), h)
+        phi_q, phi_k = self._features(q, k, None, True)
+        if self.gated:
+            gate = torch.sigmoid(self.gate_proj(x))  # (B, H)
+            out, state = gated_kernel_attention_step(phi_q[:, :, 0], phi_k[:, :, 0], v[:, :, 0],
+                                                     gate, state, eps=self.eps)
+        else:
+            out, state = kernel_attention_step(phi_q[:, :, 0], phi_k[:, :, 0], v[:, :, 0],
+                                               state, eps=self.eps)
+        return self.out_proj(out.reshape(x.shape[0], self.embed_dim)), state  # (B, E)
+
+    def extra_repr(self) -> str:
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, "
+                f"num_features={self.num_features}, feature={self.feature}, "
+                f"orthogonal={self.orthogonal}, gated={self.gated}")
+
+
+class PerformerAttention(RandomFeatureAttention):
+    """Performer self-attention (FAVOR+, Choromanski et al., 2021): positive orthogonal random
+    features by default. See :class:`RandomFeatureAttention` for arguments and shapes."""
+
+    def __init__(self, embed_dim: int, num_heads: int, num_features: Optional[int] = None, *,
+                 kind: str = "positive", orthogonal: bool = True,
+                 generator: Optional[torch.Generator] = None, bias: bool = True,
+                 eps: float = 0.0, chunk_size: int = 64):
+        _check_kind(kind)
+        super().__init__(embed_dim, num_heads, num_features, feature=kind,
+                         orthogonal=orthogonal, generator=generator, bias=bias, eps=eps,
+                         chunk_size=chunk_size)
+
+
+class RFAAttention(RandomFeatureAttention):
+    """Random feature attention (Peng et al., 2021): sin/cos ("gaussian", learned per-head
+    sigma) or ReLU ("arccos") features of l2-normalised q, k; ``gated=True`` for gated RFA.
+    iid frequencies by default, as in the paper. See :class:`RandomFeatureAttention`."""
+
+    def __init__(self, embed_dim: int, num_heads: int, num_features: Optional[int] = None, *,
+                 kernel: str = "gaussian", gated: bool = False, orthogonal: bool = False,
+                 generator: Optional[torch.Generator] = None, bias: bool = True,
+                 eps: float = 0.0, chunk_size: int = 64):
+        if kernel not in RFA_KERNELS:
+            raise ValueError(f"kernel must be one of {RFA_KERNELS}, got {kernel!r}")
+        super().__init__(embed_dim, num_heads, num_features, feature=kernel,
+                         orthogonal=orthogonal, gated=gated, generator=generator, bias=bias,
+                         eps=eps, chunk_size=chunk_size)

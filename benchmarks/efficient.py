@@ -1,0 +1,391 @@
+"""Time and peak memory of exact and sparse attention against naive softmax and torch SDPA.
+
+    python benchmarks/efficient.py                 # N = 512 ... 8192, writes results/
+    python benchmarks/efficient.py --with-16k      # adds N = 16384 (naive needs ~6 GB there)
+    python benchmarks/efficient.py --quick         # N = 512 ... 2048, 3 repeats (smoke test)
+
+Variants, all at D = 64 with (B, H) = (1, 2), float32, on the CPU, in the same run:
+
+* ``naive``   softmax(Q K^T / sqrt(D)) V written out: builds the (N, N) matrix;
+* ``sdpa``    ``torch.nn.functional.scaled_dot_product_attention`` (torch picks the backend;
+              on CPU a fused flash kernel in C++);
+* ``flash``   ``attention_lib.efficient.flash.flash_attention`` (tiles of 512 x 512, a Python
+              loop over tiles);
+* ``local``   ``attention_lib.efficient.sparse.sliding_window_attention`` with window 256
+              (|i - j| <= 256: up to 513 keys per query) -- a different, sparser computation;
+* ``local-attention`` (optional) the published ``local_attention.LocalAttention`` package
+              (lucidrains) with the same exact window (``exact_windowsize=True``, no rotary
+              embedding), when it is importable (``pip install local-attention``; it is not a
+              course requirement).
+
+Each variant runs both non-causal and causal. Time: the median of ``--repeats`` runs after a
+warm-up, with the variants interleaved round-robin so that machine noise hits them alike;
+ratios are taken within the run (the minimum of the repeats is recorded too: contention only
+ever slows a run down, so on a busy machine the minimum is the steadier estimate). Memory,
+two honest measures:
+
+* ``tracked``: ``attention_lib.efficient.memory.peak_memory`` -- the peak total size of the
+  tensors created by the call and alive together (deterministic; blind to scratch buffers
+  allocated and freed inside one fused kernel);
+* ``rss`` (non-causal only, unless ``--no-rss``; Linux): growth of the process's peak
+  resident set size during one call (``VmHWM`` after resetting it through
+  ``/proc/self/clear_refs``), each (variant, N) in a fresh subprocess after a tiny warm-up.
+  It sees everything, fused-kernel scratch included, but has a noise floor of a few MB
+  (allocator and page granularity), so it is meaningful only for large N.
+
+The load average before and after the run is recorded: on a shared machine, other processes
+competing for the cores slow down code made of many small parallel operations (the Python
+tile loop, the blocked window) much more than one fused kernel, so compare runs made on a
+quiet machine. Fitted exponents are least-squares slopes of log(time) and log(memory)
+against log(N) over the whole sweep, and between the two largest N ("tail"). Writes
+``benchmarks/results/efficient_cpu.json`` and ``benchmarks/results/efficient_cpu.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from attention_lib import reference_attention  # noqa: E402
+from attention_lib.efficient.flash import flash_attention  # noqa: E402
+from attention_lib.efficient.memory import peak_memory  # noqa: E402
+from attention_lib.efficient.sparse import (sliding_window_attention,  # noqa: E402
+                                            sliding_window_mask)
+
+RESULTS = ROOT / "benchmarks" / "results"
+WINDOW = 256
+FLASH_BLOCK = 512
+D, B, H = 64, 1, 2
+
+
+def naive(q, k, v, is_causal=False):
+    s = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, N, N)
+    if is_causal:
+        n = q.shape[-2]
+        s = s.masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), float("-inf"))
+    return torch.softmax(s, dim=-1) @ v
+
+
+def make_peer(is_causal):
+    """The local-attention package's LocalAttention with our exact window, or None."""
+    try:
+        from local_attention import LocalAttention
+    except Exception:  # not installed (optional), or broken: skip it
+        return None
+    return LocalAttention(window_size=WINDOW, causal=is_causal, look_backward=1,
+                          look_forward=0 if is_causal else 1, exact_windowsize=True,
+                          autopad=True, use_rotary_pos_emb=False, dropout=0.0).eval()
+
+
+def variants(is_causal):
+    fns = {
+        "naive": lambda q, k, v: naive(q, k, v, is_causal),
+        "sdpa": lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=is_causal),
+        "flash": lambda q, k, v: flash_attention(q, k, v, is_causal=is_causal,
+                                                 block_q=FLASH_BLOCK, block_k=FLASH_BLOCK),
+        "local": lambda q, k, v: sliding_window_attention(q, k, v, WINDOW, is_causal=is_causal),
+    }
+    peer = make_peer(is_causal)
+    if peer is not None:
+        fns["local-attention"] = lambda q, k, v: peer(q, k, v)
+    return fns
+
+
+def inputs(n, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(B, H, n, D, generator=gen) for _ in range(3)]
+
+
+def check_correctness(is_causal, n=1024):
+    """Max abs error of each variant against the reference (the windowed ones: with the
+    window's mask) at one N, in float32."""
+    q, k, v = inputs(n, seed=1)
+    full = reference_attention(q, k, v, is_causal=is_causal)
+    windowed = reference_attention(q, k, v, sliding_window_mask(n, WINDOW), is_causal=is_causal)
+    errs = {}
+    with torch.no_grad():
+        for name, fn in variants(is_causal).items():
+            ref = windowed if name in ("local", "local-attention") else full
+            errs[name] = float((fn(q, k, v) - ref).abs().max())
+    return errs
+
+
+def time_sweep(sizes, repeats, is_causal):
+    out = {}
+    for n in sizes:
+        q, k, v = inputs(n)
+        fns = variants(is_causal)
+        times = {name: [] for name in fns}
+        with torch.no_grad():
+            for fn in fns.values():  # warm-up
+                fn(q, k, v)
+            for _ in range(repeats):  # round-robin: noise hits every variant alike
+                for name, fn in fns.items():
+                    t0 = time.perf_counter()
+                    fn(q, k, v)
+                    times[name].append(time.perf_counter() - t0)
+            mem = {name: peak_memory(fn, q, k, v) for name, fn in fns.items()}
+        out[n] = {name: {"time_s": sorted(ts)[len(ts) // 2], "time_min_s": min(ts), "times_s": ts,
+                         "tracked_peak_bytes": mem[name].peak_bytes,
+                         "tracked_largest_bytes": mem[name].largest_bytes}
+                  for name, ts in times.items()}
+        line = "  ".join(f"{name} {r['time_s'] * 1e3:8.1f} ms "
+                         f"{r['tracked_peak_bytes'] / 2**20:7.1f} MiB"
+                         for name, r in out[n].items())
+        print(f"  N={n:6d}  {line}", flush=True)
+        del q, k, v
+    return out
+
+
+RSS_SCRIPT = r"""
+import sys, torch
+sys.path.insert(0, {root!r})
+import benchmarks.efficient as be
+torch.set_num_threads({threads})
+fn = be.variants({causal})[{name!r}]
+
+def status(field):  # kB, from the kernel's accounting of this process
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+
+with torch.no_grad():
+    fn(*be.inputs(64))  # lazy initialisation (thread pools, kernels) before measuring
+    q, k, v = be.inputs({n})
+    # Reset the high-water mark to the current RSS (Linux: clear_refs "5"). ru_maxrss would
+    # not do: it is inherited from the parent across fork and exec.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = status("VmRSS")
+    out = fn(q, k, v)
+    after = status("VmHWM")
+print((after - before) * 1024)
+"""
+
+
+def rss_sweep(sizes, names, is_causal):
+    out = {}
+    for n in sizes:
+        out[n] = {}
+        for name in names:
+            code = RSS_SCRIPT.format(root=str(ROOT), threads=torch.get_num_threads(),
+                                     causal=is_causal, name=name, n=n)
+            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                     [str(ROOT), os.environ.get("PYTHONPATH", "")])})
+            if res.returncode != 0:
+                print(f"  rss {name} N={n} failed: {res.stderr.strip()[-300:]}")
+                continue
+            out[n][name] = int(res.stdout.strip().splitlines()[-1])
+        print(f"  rss N={n:6d}  " + "  ".join(f"{k} {v / 2**20:7.1f} MiB"
+                                             for k, v in out[n].items()), flush=True)
+    return out
+
+
+def slope(xs, ys):
+    """Least-squares slope of log(ys) against log(xs)."""
+    lx = [math.log(x) for x in xs]
+    ly = [math.log(max(y, 1e-12)) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+
+
+def summarise(sweep, rss):
+    sizes = sorted(sweep)
+    names = list(sweep[sizes[0]])
+    summary = {}
+    for name in names:
+        t = [sweep[n][name]["time_s"] for n in sizes]
+        m = [sweep[n][name]["tracked_peak_bytes"] for n in sizes]
+        t_min = [sweep[n][name]["time_min_s"] for n in sizes]
+        s = {"time_exponent": slope(sizes, t), "time_exponent_tail": slope(sizes[-2:], t[-2:]),
+             "time_exponent_of_min": slope(sizes, t_min),
+             "tracked_memory_exponent": slope(sizes, m),
+             "tracked_memory_exponent_tail": slope(sizes[-2:], m[-2:]),
+             "speedup_vs_sdpa": {n: sweep[n]["sdpa"]["time_s"] / sweep[n][name]["time_s"]
+                                 for n in sizes},
+             "speedup_vs_naive": {n: sweep[n]["naive"]["time_s"] / sweep[n][name]["time_s"]
+                                  for n in sizes},
+             "tracked_memory_vs_naive": {n: sweep[n][name]["tracked_peak_bytes"]
+                                         / sweep[n]["naive"]["tracked_peak_bytes"]
+                                         for n in sizes}}
+        if rss:
+            rs = [n for n in sorted(rss) if name in rss[n] and "naive" in rss[n]]
+            s["rss_bytes"] = {n: rss[n][name] for n in rs}
+            s["rss_vs_naive"] = {n: rss[n][name] / max(rss[n]["naive"], 1) for n in rs}
+            big = [n for n in rs if n >= 2048]  # below, RSS is under its noise floor
+            if len(big) >= 2:
+                s["rss_exponent_large_n"] = slope(big, [rss[n][name] for n in big])
+        summary[name] = s
+    return summary
+
+
+def targets(results):
+    """The issue's targets at N = 8192 (non-causal), measured values and pass/fail."""
+    nc = results["non_causal"]
+    if 8192 not in nc["sweep"]:
+        return {}
+    at = nc["sweep"][8192]
+    sm = nc["summary"]
+    t = {
+        "local >= 2x faster than sdpa at N=8192": at["sdpa"]["time_s"] / at["local"]["time_s"],
+        "local fitted time exponent <= 1.15": sm["local"]["time_exponent"],
+        "local tracked peak memory <= 1/10 of naive at N=8192":
+            at["local"]["tracked_peak_bytes"] / at["naive"]["tracked_peak_bytes"],
+        "flash tracked peak-memory exponent <= 1.1": sm["flash"]["tracked_memory_exponent"],
+        "flash max abs error vs reference (float32, N=1024)": nc["max_abs_error"]["flash"],
+    }
+    ok = {
+        "local >= 2x faster than sdpa at N=8192": lambda x: x >= 2.0,
+        "local fitted time exponent <= 1.15": lambda x: x <= 1.15,
+        "local tracked peak memory <= 1/10 of naive at N=8192": lambda x: x <= 0.1,
+        "flash tracked peak-memory exponent <= 1.1": lambda x: x <= 1.1,
+        "flash max abs error vs reference (float32, N=1024)": lambda x: x <= 1e-5,
+    }
+    if "local-attention" in at:
+        key = "local at least as fast as the local-attention package at N=8192"
+        t[key] = at["local-attention"]["time_s"] / at["local"]["time_s"]
+        ok[key] = lambda x: x >= 1.0
+    if "rss_vs_naive" in sm["local"] and 8192 in sm["local"]["rss_vs_naive"]:
+        key = "local peak RSS growth <= 1/10 of naive at N=8192"
+        t[key] = sm["local"]["rss_vs_naive"][8192]
+        ok[key] = lambda x: x <= 0.1
+    return {k: {"measured": v, "met": bool(ok[k](v))} for k, v in t.items()}
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    colors = {"naive": "C3", "sdpa": "C0", "flash": "C2", "local": "C1",
+              "local-attention": "C4"}
+    for col, mode in enumerate(("non_causal", "causal")):
+        sweep = results[mode]["sweep"]
+        sizes = sorted(sweep)
+        for name in sweep[sizes[0]]:
+            t = [sweep[n][name]["time_s"] * 1e3 for n in sizes]
+            sp = [sweep[n]["sdpa"]["time_s"] / sweep[n][name]["time_s"] for n in sizes]
+            axes[0, col].plot(sizes, t, marker="o", color=colors.get(name), label=name)
+            ls = "-" if mode == "non_causal" else "--"
+            axes[1, 1].plot(sizes, sp, ls, marker="o", color=colors.get(name),
+                            label=f"{name}, {mode.replace('_', '-')}")
+            if mode == "non_causal":
+                m = [sweep[n][name]["tracked_peak_bytes"] / 2**20 for n in sizes]
+                axes[1, 0].plot(sizes, m, marker="o", color=colors.get(name), label=name)
+        axes[0, col].set(ylabel="time (ms, median)",
+                         title=f"Time, {mode.replace('_', '-')}")
+    axes[1, 0].set(ylabel="peak tensor memory (MiB)", title="Peak memory, non-causal (tracked)")
+    axes[1, 1].set(ylabel="speed-up over SDPA",
+                   title="Speed-up over torch SDPA (solid: non-causal, dashed: causal)")
+    axes[1, 1].axhline(1.0, color="gray", lw=0.8)
+    sizes = sorted(results["non_causal"]["sweep"])
+    for ax in axes.flat:
+        ax.set(xscale="log", yscale="log", xlabel="sequence length N")
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    lo, hi = axes[1, 1].get_ylim()
+    ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20) if lo <= t <= hi]
+    axes[1, 1].set_yticks(ticks, [f"{t:g}" for t in ticks])
+    axes[1, 1].yaxis.set_minor_formatter(NullFormatter())
+    axes[1, 1].legend(fontsize=6, loc="upper left", ncol=2)
+    m = results["machine"]
+    fig.suptitle(f"Attention on the CPU: D = {D}, (B, H) = ({B}, {H}), float32, local window "
+                 f"{WINDOW}, flash tiles {FLASH_BLOCK}; {m['cpu_capability']}, "
+                 f"{m['threads']} thread{'s' if m['threads'] != 1 else ''}, torch {m['torch']}",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096, 8192])
+    p.add_argument("--with-16k", action="store_true", help="also N = 16384")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="N = 512..2048, 3 repeats, no RSS")
+    p.add_argument("--no-rss", action="store_true", help="skip the subprocess RSS measurement")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: torch's choice, one per core); on a busy "
+                        "shared machine, 1 thread avoids stalls at every parallel region")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--replot", action="store_true",
+                   help="only redraw the PNG from the JSON already in --out")
+    args = p.parse_args(argv)
+    if args.replot:
+        results = json.loads((args.out / "efficient_cpu.json").read_text())
+        for mode in ("non_causal", "causal"):
+            results[mode]["sweep"] = {int(n): r for n, r in results[mode]["sweep"].items()}
+        plot(results, args.out / "efficient_cpu.png")
+        return
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    sizes = [512, 1024, 2048] if args.quick else list(args.sizes)
+    if args.with_16k and 16384 not in sizes:
+        sizes.append(16384)
+    repeats = 3 if args.quick else args.repeats
+    if torch.cuda.is_available():
+        print("note: this benchmark measures the CPU; CUDA is not used")
+    load = os.getloadavg()[0]
+    if load > 0.5 * (os.cpu_count() or 1):
+        print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: other processes "
+              f"compete for the cores, and timings of many small operations suffer most")
+    results = {
+        "machine": {"torch": torch.__version__, "python": platform.python_version(),
+                    "platform": platform.platform(), "processor": platform.processor(),
+                    "threads": torch.get_num_threads(),
+                    "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                    "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg()},
+        "config": {"D": D, "B": B, "H": H, "dtype": "float32", "window": WINDOW,
+                   "flash_block": FLASH_BLOCK, "sizes": sizes, "repeats": repeats,
+                   "peer_local_attention": make_peer(False) is not None,
+                   "memory": "tracked = attention_lib.efficient.memory.peak_memory; rss = "
+                             "VmHWM growth during one call in a fresh subprocess"},
+    }
+    for mode, causal in (("non_causal", False), ("causal", True)):
+        n_check = min(1024, max(sizes))
+        print(f"== {mode}: correctness at N = {n_check}", flush=True)
+        errs = check_correctness(causal, n_check)
+        print("  max abs error:", {k: f"{v:.1e}" for k, v in errs.items()})
+        print(f"== {mode}: time and tracked memory", flush=True)
+        sweep = time_sweep(sizes, repeats, causal)
+        rss = None
+        if mode == "non_causal" and not (args.quick or args.no_rss):
+            print(f"== {mode}: peak RSS growth, one fresh process per point", flush=True)
+            rss = rss_sweep(sizes, list(sweep[sizes[0]]), causal)
+        results[mode] = {"max_abs_error": errs, "sweep": sweep, "rss_bytes": rss,
+                         "summary": summarise(sweep, rss)}
+    results["machine"]["load_average_after"] = os.getloadavg()
+    results["targets"] = targets(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "efficient_cpu.json").write_text(json.dumps(results, indent=1, default=str))
+    plot(results, args.out / "efficient_cpu.png")
+    print("== summary (non-causal)")
+    for name, s in results["non_causal"]["summary"].items():
+        print(f"  {name:16s} time ~ N^{s['time_exponent']:.2f} "
+              f"(tail {s['time_exponent_tail']:.2f}),"
+              f" tracked memory ~ N^{s['tracked_memory_exponent']:.2f}, speed-up vs SDPA at "
+              f"N={sizes[-1]}: {s['speedup_vs_sdpa'][sizes[-1]]:.2f}x")
+    for k, v in results["targets"].items():
+        print(f"  target: {k}: {v['measured']:.3g} -> {'met' if v['met'] else 'MISSED'}")
+    print(f"wrote {args.out / 'efficient_cpu.json'} and {args.out / 'efficient_cpu.png'}")
+
+
+if __name__ == "__main__":
+    main()
