@@ -60,3 +60,26 @@ def mha_from_torch(ref: nn.MultiheadAttention) -> MultiHeadAttention:
             lin.bias.copy_(bb)
         ours.out_proj.bias.copy_(ref.out_proj.bias)
     return ours.eval()
+
+
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` (not a package) as a module, for smoke tests."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def assert_rejected(call, exc: type, pattern: str, case: str = "") -> None:
+    """``call()`` raises ``exc`` whose message matches the regex ``pattern``."""
+    import re
+
+    import pytest
+
+    with pytest.raises(exc) as info:
+        call()
+    assert re.search(pattern, str(info.value)), f"{case}: {info.value}"

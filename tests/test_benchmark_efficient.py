@@ -3,23 +3,13 @@ JSON whose numbers are consistent (no timing assertions: speed targets live in t
 own output, not in unit tests)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_efficient",
-                                                  ROOT / "benchmarks" / "efficient.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from helpers import load_benchmark
 
 
 def test_benchmark_runs_and_writes_consistent_results(tmp_path):
-    bench = _load()
+    bench = load_benchmark("efficient")
     bench.main(["--sizes", "128", "256", "--repeats", "1", "--no-rss", "--out", str(tmp_path)])
     results = json.loads((tmp_path / "efficient_cpu.json").read_text())
     assert (tmp_path / "efficient_cpu.png").stat().st_size > 0
@@ -36,6 +26,6 @@ def test_benchmark_runs_and_writes_consistent_results(tmp_path):
 
 
 def test_slope_recovers_a_power_law():
-    bench = _load()
+    bench = load_benchmark("efficient")
     ns = [512, 1024, 2048, 4096]
     assert abs(bench.slope(ns, [3.0 * n**1.5 for n in ns]) - 1.5) < 1e-12

@@ -2,28 +2,17 @@
 float16 checkpoints with the configuration needed to rebuild the model. No timing asserted."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import torch
 
 from attention_lib.data import make_corpus
 from attention_lib.seq2seq import build_seq2seq
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("seq2seq_length",
-                                                  ROOT / "benchmarks" / "seq2seq_length.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from helpers import load_benchmark
 
 
 def test_tiny_run_writes_results_and_loadable_checkpoints(tmp_path):
-    bench = _load_script()
+    bench = load_benchmark("seq2seq_length")
     bench.main(["--kinds", "plain", "bahdanau", "--steps", "3", "--n-pairs", "120",
                 "--max-len", "12", "--embed-dim", "8", "--hidden-size", "12", "--no-progress",
                 "--out", str(tmp_path)])
