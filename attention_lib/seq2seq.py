@@ -431,6 +431,22 @@ def _sentence_batches(corpus, index, batch_size: int):
         yield order[k:k + batch_size], [index[o] for o in order[k:k + batch_size]]
 
 
+def _per_sentence(model, corpus, index, batch_size: int, device, fn) -> list:
+    """Run ``fn(batch) -> one result per row`` over ``index`` in length-sorted batches, in
+    eval mode (the model's mode is restored afterwards); results in the order of ``index``."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = [None] * len(index)
+    try:
+        for pos, idx in _sentence_batches(corpus, index, batch_size):
+            for p, result in zip(pos, fn(corpus.batch(idx, device))):
+                out[p] = result
+    finally:
+        model.train(was_training)
+    return out
+
+
 @torch.no_grad()
 def translate(model: Seq2Seq, corpus, index, *, batch_size: int = 256, extra_len: int = 20,
               device=None) -> list:
@@ -442,19 +458,13 @@ def translate(model: Seq2Seq, corpus, index, *, batch_size: int = 256, extra_len
     target tokens per pair (without <eos>), ready for :func:`attention_lib.metrics.corpus_bleu`.
     Equivalent to :func:`greedy_decode` on each sentence alone.
     """
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = [None] * len(index)
-    for pos, idx in _sentence_batches(corpus, index, batch_size):
-        batch = corpus.batch(idx, device)
+    def decode(batch):
         max_len = int(batch.tgt_len.max()) + extra_len
         tokens, _ = greedy_decode(model, batch.src, batch.src_len, bos_id=corpus.tgt_vocab.bos_id,
                                   eos_id=corpus.tgt_vocab.eos_id, max_len=max_len)
-        for p, row in zip(pos, tokens.cpu()):
-            out[p] = corpus.tgt_vocab.decode(row)
-    model.train(was_training)
-    return out
+        return [corpus.tgt_vocab.decode(row) for row in tokens.cpu()]
+
+    return _per_sentence(model, corpus, index, batch_size, device, decode)
 
 
 @torch.no_grad()
@@ -471,15 +481,11 @@ def teacher_forced_attention(model: Seq2Seq, corpus, index, *, batch_size: int =
     if not model.attends:
         raise ValueError("teacher_forced_attention needs a model with attention; this "
                          "decoder has none (kind 'plain')")
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = [None] * len(index)
-    for pos, idx in _sentence_batches(corpus, index, batch_size):
-        batch = corpus.batch(idx, device)
+
+    def weights(batch):
         _, attn = model(batch.src, batch.src_len, batch.tgt_in)  # (B, Nt, Ns)
         attn = attn.float().cpu()
-        for b, p in enumerate(pos):
-            out[p] = attn[b, :int(batch.tgt_len[b]), :int(batch.src_len[b])].clone()
-    model.train(was_training)
-    return out
+        return [attn[b, :int(batch.tgt_len[b]), :int(batch.src_len[b])].clone()
+                for b in range(attn.shape[0])]
+
+    return _per_sentence(model, corpus, index, batch_size, device, weights)

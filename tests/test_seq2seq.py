@@ -268,3 +268,12 @@ def test_teacher_forced_attention_matches_forward_on_each_sentence():
         S.teacher_forced_attention(_corpus_model("plain")[1], corpus, index)
     with pytest.raises(ValueError, match="empty"):
         S.translate(model, corpus, [])
+
+
+def test_training_mode_is_restored_even_when_decoding_fails():
+    corpus, model = _corpus_model("bahdanau")
+    model.train()
+    bad = corpus.splits["test"][:2] + [len(corpus.pairs) + 5]  # an index past the corpus
+    with pytest.raises(IndexError):
+        S.translate(model, corpus, bad)
+    assert model.training
