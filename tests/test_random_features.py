@@ -463,3 +463,96 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_rejected_with_a_clear_message(case):
     assert_rejected(*CASES[case], case=case)
+
+
+# --------------------------------------------------------------------------- FAVOR++
+def estimates_a(x, y, projections, a):
+    """Optimised positive features (FAVOR++) with parameter a, per projection (R,)."""
+    n = projections.shape[0]
+    fx = R.softmax_kernel_features(x.expand(n, 1, -1), projections, kind="optimized", a=a)
+    fy = R.softmax_kernel_features(y.expand(n, 1, -1), projections, kind="optimized", a=a)
+    return (fx * fy).sum(-1)[:, 0]
+
+
+@pytest.mark.parametrize("a", [-0.05, -0.15, -0.3])
+@pytest.mark.parametrize("cos", [-0.6, 0.8])
+def test_optimized_features_are_unbiased_for_every_a_and_match_their_mse(a, cos, gen):
+    d, m, draws = 4, 8, 8000
+    x, y = pair(d, 0.9, 1.0, cos, gen)
+    est = estimates_a(x, y, iid_draws(draws, m, d, gen), a)
+    exact = torch.exp(x @ y)
+    assert abs(est.mean() - exact) < 4 * est.std() / math.sqrt(draws)
+    err2 = (est - exact) ** 2
+    closed = R.softmax_kernel_mse(x, y, m, kind="optimized", a=a)
+    assert abs(err2.mean() - closed) < 4 * err2.std() / math.sqrt(draws)
+    assert abs(err2.mean() / closed - 1) < 0.2
+
+
+def test_optimized_with_a_zero_is_favor_plus(gen):
+    x, p = randn(3, 5, gen=gen), randn(7, 5, gen=gen)
+    assert_close(R.softmax_kernel_features(x, p, kind="optimized", a=0.0),
+                 R.softmax_kernel_features(x, p, kind="positive"))
+    y = randn(3, 5, gen=gen)
+    assert_close(R.softmax_kernel_mse(x, y, 7, kind="optimized", a=0.0),
+                 R.softmax_kernel_mse(x, y, 7, kind="positive"))
+
+
+def test_optimal_a_minimises_the_closed_form_mse(gen):
+    """For one pair, rho = |x + y|^2 / D and a* minimises MSE_opt over a grid of a < 1/8;
+    at large |x + y| the minimum is far below FAVOR+'s (a = 0)."""
+    d = 16
+    x, y = pair(d, 2.0, 2.0, 0.3, gen)
+    a_star = R.optimal_a(x[None, None, None], y[None, None, None]).item()
+    grid = torch.linspace(-1.0, 0.12, 2000, dtype=torch.float64)
+    mse = torch.stack([R.softmax_kernel_mse(x, y, 64, kind="optimized", a=float(a))
+                       for a in grid])
+    best = grid[mse.argmin()].item()
+    assert abs(best - a_star) < 2e-3, (best, a_star)
+    ratio = R.softmax_kernel_mse(x, y, 64, kind="optimized", a=a_star) / \
+        R.softmax_kernel_mse(x, y, 64, kind="positive")
+    assert ratio < 0.2, ratio
+
+
+def test_optimal_a_ignores_padded_keys(gen):
+    q, k = randn(1, 2, 5, 4, gen=gen), randn(1, 2, 7, 4, gen=gen)
+    mask = torch.tensor([True] * 4 + [False] * 3)[None, None, None, :]
+    k_junk = k.clone()
+    k_junk[..., 4:, :] = 100.0
+    assert_close(R.optimal_a(q, k_junk, mask), R.optimal_a(q, k[..., :4, :]))
+    assert (R.optimal_a(q, k) <= 0).all()
+
+
+def test_favor_plus_plus_attention_converges_and_beats_favor_plus(gen):
+    """With many features it converges; with few, at norms where FAVOR+'s variance grows, the
+    optimised features' attention error is lower, averaged over projections."""
+    q, k, v = (randn(1, 2, 64, 8, gen=gen) * 0.6 for _ in range(3))
+    exact = reference_attention(q, k, v)
+    errs = {"positive": [], "optimized": []}
+    for _ in range(24):
+        p = R.random_projection(64, 8, generator=gen, dtype=torch.float64)
+        for kind in errs:
+            out = R.performer_attention(q, k, v, p, kind=kind)
+            errs[kind].append(((out - exact).norm() / exact.norm()).item())
+    mean = {kind: sum(e) / len(e) for kind, e in errs.items()}
+    assert mean["optimized"] < 0.85 * mean["positive"], mean
+    big = R.random_projection(8192, 8, generator=gen, dtype=torch.float64)
+    out = R.performer_attention(q, k, v, big, kind="optimized")
+    assert ((out - exact).norm() / exact.norm()).item() < 0.15
+
+
+def test_favor_plus_plus_causal_needs_a_and_then_recurrent_equals_parallel(gen):
+    q, k, v = (randn(1, 2, 9, 4, gen=gen) for _ in range(3))
+    p = R.random_projection(16, 4, generator=gen, dtype=torch.float64)
+    assert_rejected(lambda: R.performer_attention(q, k, v, p, kind="optimized", is_causal=True),
+                    ValueError, r"causal=True needs a given a: optimal_a would look at future")
+    full = R.performer_attention(q, k, v, p, kind="optimized", is_causal=True, a=-0.1)
+    for t in range(1, 10):  # no leakage: the first t outputs only see the first t positions
+        prefix = R.performer_attention(q[..., :t, :], k[..., :t, :], v[..., :t, :], p,
+                                       kind="optimized", is_causal=True, a=-0.1)
+        assert_close(prefix, full[..., :t, :])
+    assert_rejected(lambda: R.performer_attention(q, k, v, p, a=-0.1), ValueError,
+                    r"a is FAVOR\+\+'s parameter: only for kind='optimized'")
+    assert_rejected(lambda: R.softmax_kernel_features(q, p, kind="optimized", a=0.2), ValueError,
+                    r"a must be a float < 1/8")
+    assert_rejected(lambda: R.softmax_kernel_features(q, p, kind="optimized"), ValueError,
+                    r"kind='optimized' needs a")

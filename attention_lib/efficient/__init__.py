@@ -11,8 +11,10 @@
   arc-cosine, gated), Performer FAVOR+ (positive, orthogonal, redraw)        (chapter 15)
 * :mod:`~attention_lib.efficient.memory` -- ``peak_memory``: the tensor memory a call
   allocates, on any device (used by the chapters, the tests and ``benchmarks/``)
+* :mod:`~attention_lib.efficient.zoo` -- every variant behind one signature, with its target,
+  and ``measure`` / ``sweep`` to compare time, memory and error on equal terms (chapter 17)
 """
-from . import flash, linear, memory, random_features, sparse
+from . import flash, linear, memory, random_features, sparse, zoo
 from .flash import (OnlineSoftmaxState, flash_attention, flash_attention_lse, online_softmax,
                     tile_schedule)
 from .memory import MemoryStats, peak_memory
@@ -21,7 +23,7 @@ from .linear import *  # noqa: F401,F403
 from .random_features import *  # noqa: F401,F403
 from .sparse import *  # noqa: F401,F403
 
-__all__ = (["flash", "linear", "memory", "random_features", "sparse", "OnlineSoftmaxState",
+__all__ = (["flash", "linear", "memory", "random_features", "sparse", "zoo", "OnlineSoftmaxState",
             "flash_attention", "flash_attention_lse", "online_softmax", "tile_schedule",
             "MemoryStats", "peak_memory"]
            + linear.__all__ + random_features.__all__ + sparse.__all__)

@@ -53,12 +53,12 @@ Tensor = torch.Tensor
 __all__ = [
     "random_projection", "gaussian_rff", "softmax_kernel_features", "arccos_features",
     "rfa_features", "softmax_kernel_estimate", "softmax_kernel_mse", "arccos_kernel",
-    "performer_features", "performer_attention", "rfa_attention", "gated_kernel_attention",
+    "optimal_a", "performer_features", "performer_attention", "rfa_attention", "gated_kernel_attention",
     "gated_kernel_attention_step", "gated_kernel_attention_recurrent",
     "RandomFeatureAttention", "PerformerAttention", "RFAAttention",
 ]
 
-SOFTMAX_KINDS = ("positive", "trig")
+SOFTMAX_KINDS = ("positive", "trig", "optimized")
 RFA_KERNELS = ("gaussian", "arccos")
 
 
@@ -161,7 +161,10 @@ def _sincos(name: str, x: Tensor, projection: Tensor, scaled: bool = True) -> Te
     phase[..., 1] = math.pi / 2
     w2 = torch.cat([torch.cat([w, phase[..., :1]], -1), torch.cat([w, phase[..., 1:]], -1)], -2)
     x1 = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)  # (..., D + 1)
-    out = torch.sin(x1 @ w2.transpose(-2, -1))  # (..., 2m): sin(Wx) then sin(Wx + pi/2)
+    t = x1 @ w2.transpose(-2, -1)  # (..., 2m): sin of it is sin(Wx), then sin(Wx + pi/2)
+    # Without autograd, sin in place on the product's fresh buffer: a second (..., 2m)
+    # allocation costs more than the sin itself. With autograd, sin's backward needs t.
+    out = t.sin() if t.requires_grad else t.sin_()
     return out.mul_(1.0 / math.sqrt(m)) if scaled else out
 
 
@@ -170,7 +173,8 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"kind must be one of {SOFTMAX_KINDS}, got {kind!r}")
 
 
-def softmax_kernel_features(x: Tensor, projection: Tensor, *, kind: str = "positive") -> Tensor:
+def softmax_kernel_features(x: Tensor, projection: Tensor, *, kind: str = "positive",
+                            a: Union[float, Tensor, None] = None) -> Tensor:
     """Unbiased random features for the softmax kernel ``SM(x, y) = exp(x . y)``.
 
     x: (..., D)   projection: (m, D), rows ~ N(0, I).
@@ -178,13 +182,21 @@ def softmax_kernel_features(x: Tensor, projection: Tensor, *, kind: str = "posit
         (Choromanski et al., 2021, Lemma 1; the "+" of FAVOR+).
     kind="trig": ``m^{-1/2} exp(|x|^2 / 2) [sin(W x), cos(W x)]``, (..., 2m) -- the Gaussian
         random Fourier features times the norm factors; features of both signs.
-    ``E[phi(x) . phi(y)] = exp(x . y)`` for both. No numerical stabilisation here (see
+    kind="optimized": FAVOR++'s optimised positive features (Likhosherstov et al., 2022),
+        ``m^{-1/2} (1 - 4a)^{D/4} exp(a |w|^2 + sqrt(1 - 4a) w . x - |x|^2 / 2)``, (..., m),
+        for a given ``a < 1/8`` (float or tensor broadcastable to x[..., :1]); ``a = 0`` is
+        "positive". Every such ``a`` is unbiased; :func:`optimal_a` picks the one of least
+        variance for given data.
+    ``E[phi(x) . phi(y)] = exp(x . y)`` for all three. No numerical stabilisation here (see
     :func:`performer_features`).
     """
     _check_kind(kind)
     p = _project("x", x, projection)  # (..., m)
     m = projection.shape[-2]
     half_sq = 0.5 * (x * x).sum(-1, keepdim=True)  # (..., 1)
+    if kind == "optimized":
+        return torch.exp(_optimized_exponent(p, x, projection, _check_a(a)) - half_sq
+                         - 0.5 * math.log(m))
     if kind == "positive":
         return torch.exp(p - half_sq) / math.sqrt(m)
     return torch.exp(half_sq) * torch.cat([torch.sin(p), torch.cos(p)], dim=-1) / math.sqrt(m)
@@ -241,17 +253,76 @@ def _rfa_features(x, projection, kernel, sigma, scaled):
 
 
 def softmax_kernel_estimate(x: Tensor, y: Tensor, projection: Tensor, *,
-                            kind: str = "positive") -> Tensor:
+                            kind: str = "positive",
+                            a: Union[float, Tensor, None] = None) -> Tensor:
     """The random-feature estimate ``phi(x) . phi(y)`` of ``exp(x . y)``, pair by pair.
 
     x: (..., D)   y: (..., D)  (broadcast)   projection: (m, D)   ->   (...)
+    a: FAVOR++'s parameter, for kind="optimized" only (see :func:`softmax_kernel_features`).
     """
-    return (softmax_kernel_features(x, projection, kind=kind)
-            * softmax_kernel_features(y, projection, kind=kind)).sum(-1)
+    return (softmax_kernel_features(x, projection, kind=kind, a=a)
+            * softmax_kernel_features(y, projection, kind=kind, a=a)).sum(-1)
+
+
+def _check_a(a) -> Union[float, Tensor]:
+    if a is None:
+        raise ValueError("kind='optimized' needs a (FAVOR++'s parameter, a < 1/8): pass a "
+                         "float or a tensor, e.g. from optimal_a(query, key)")
+    if isinstance(a, Tensor):
+        check_tensor("a", a, layout="broadcastable to (..., 1)")
+        if not bool((a < 0.125).all()):
+            raise ValueError(f"a must be < 1/8 (finite variance), got max {float(a.max())}")
+        return a
+    if not isinstance(a, (int, float)) or isinstance(a, bool) or not a < 0.125:
+        raise ValueError(f"a must be a float < 1/8 (finite variance), got {a!r}")
+    return float(a)
+
+
+def _optimized_exponent(p: Tensor, x: Tensor, projection: Tensor, a) -> Tensor:
+    """``a |w|^2 + sqrt(1 - 4a) w . x + (D/4) log(1 - 4a)`` from p = W x: (..., m)."""
+    d = x.shape[-1]
+    w_sq = (projection * projection).sum(-1).to(p.dtype)  # (m,) or (H, m)
+    if projection.dim() == 3:
+        w_sq = w_sq.unsqueeze(-2)  # (H, 1, m): broadcasts against (B, H, N, m)
+    if isinstance(a, Tensor):
+        a = a.to(p.dtype)
+        b, log_d = torch.sqrt(1 - 4 * a), 0.25 * d * torch.log1p(-4 * a)
+    else:
+        b, log_d = math.sqrt(1 - 4 * a), 0.25 * d * math.log1p(-4 * a)
+    return a * w_sq + b * p + log_d
+
+
+def optimal_a(query: Tensor, key: Tensor,
+              key_padding_mask: Optional[Tensor] = None) -> Tensor:
+    """FAVOR++'s variance-minimising parameter for (already scaled) queries and keys.
+
+    query: (B, H, Nq, D)   key: (B, H, Nk, D)   ->   a: (B, H, 1, 1), a <= 0.
+    With ``rho`` the mean of ``|q_i + k_j|^2 / D`` over all (query, real key) pairs (computed
+    in O(N D) from the means), ``a = (1 - 2 rho - sqrt((2 rho + 1)^2 + 8 rho)) / 16`` minimises
+    the variance of the estimate of ``exp(q . k)`` averaged that way (Likhosherstov et al.,
+    2022, "Chefs' random tables", section 3). It looks at every key: a causal model must fix
+    ``a`` beforehand instead.
+    """
+    check_tensor("query", query, ndim=4, layout="(B, H, Nq, D)")
+    check_tensor("key", key, ndim=4, layout="(B, H, Nk, D)")
+    _check_key_padding_mask(key_padding_mask, query, key)
+    qq = (query * query).sum(-1).mean(-1)  # (B, H)
+    q_mean = query.mean(-2)  # (B, H, D)
+    if key_padding_mask is None:
+        kk, k_mean = (key * key).sum(-1).mean(-1), key.mean(-2)
+    else:
+        w = key_padding_mask.to(key.dtype).transpose(-1, -2)  # (.., Nk, 1)
+        w = w.expand(*key.shape[:-1], 1)
+        count = w.sum(-2).clamp_min(1.0)  # (B, H, 1)
+        kk = ((key * key).sum(-1, keepdim=True) * w).sum(-2).squeeze(-1) / count.squeeze(-1)
+        k_mean = (key * w).sum(-2) / count
+    rho = (qq + kk + 2 * (q_mean * k_mean).sum(-1)) / query.shape[-1]  # (B, H)
+    a = (1 - 2 * rho - torch.sqrt((2 * rho + 1) ** 2 + 8 * rho)) / 16
+    return a[..., None, None]
 
 
 def softmax_kernel_mse(x: Tensor, y: Tensor, num_features: int, *,
-                       kind: str = "positive") -> Tensor:
+                       kind: str = "positive", a: Union[float, Tensor, None] = None) -> Tensor:
     """Mean squared error of the m-feature estimate of ``exp(x . y)`` with iid frequencies.
 
     x: (..., D)   y: (..., D)  (broadcast)  ->  (...). Choromanski et al. (2021), Lemma 2:
@@ -261,12 +332,28 @@ def softmax_kernel_mse(x: Tensor, y: Tensor, num_features: int, *,
 
     where m is the number of frequencies (the trig map has 2m features, sin and cos).
     As ``SM(x, y) -> 0`` the positive estimator's MSE goes to 0; the trig one's does not.
+    kind="optimized" (FAVOR++ with parameter ``a``; our derivation from the moment generating
+    function of ``w ~ N(0, I_D)``, equal to MSE_pos at ``a = 0``):
+
+        MSE_opt = (1 / m) [ (1 - 4a)^D (1 - 8a)^{-D/2} exp(2 (1 - 4a) |x + y|^2 / (1 - 8a)
+                            - |x|^2 - |y|^2) - SM(x, y)^2 ]
     """
     _check_kind(kind)
     _check_int("num_features", num_features)
     check_tensor("x", x, layout="(..., D)")
     check_tensor("y", y, layout="(..., D)")
     xx, yy, xy = (x * x).sum(-1), (y * y).sum(-1), (x * y).sum(-1)
+    if kind == "optimized":
+        a = _check_a(a)
+        if isinstance(a, Tensor):
+            a = a.to(x.dtype).squeeze(-1) if a.dim() and a.shape[-1] == 1 else a.to(x.dtype)
+        else:
+            a = torch.tensor(a, dtype=x.dtype, device=x.device)
+        d = x.shape[-1]
+        ss = xx + yy + 2 * xy
+        log_second = (d * torch.log1p(-4 * a) - 0.5 * d * torch.log1p(-8 * a)
+                      + 2 * (1 - 4 * a) * ss / (1 - 8 * a) - xx - yy)
+        return (torch.exp(log_second) - torch.exp(2 * xy)) / num_features
     if kind == "positive":  # SM^2 (exp(|x+y|^2) - 1)
         return torch.exp(2 * xy) * torch.expm1(xx + yy + 2 * xy) / num_features
     # exp(|x+y|^2) SM^-2 = exp(|x|^2 + |y|^2)
@@ -284,11 +371,15 @@ def _scale_qk(query: Tensor, key: Tensor, scale: Optional[float]):
 
 def performer_features(query: Tensor, key: Tensor, projection: Tensor, *,
                        kind: str = "positive", stabilize: bool = True,
-                       key_padding_mask: Optional[Tensor] = None, causal: bool = False):
+                       key_padding_mask: Optional[Tensor] = None, causal: bool = False,
+                       a: Union[float, Tensor, None] = None):
     """FAVOR+ features of (already scaled) queries and keys, numerically stabilised.
 
     query: (B, H, Nq, D)   key: (B, H, Nk, D)   projection: (m, D) or (H, m, D).
-    Returns ``(phi_q, phi_k)``: (B, H, N, m) for "positive", (B, H, N, 2m) for "trig".
+    Returns ``(phi_q, phi_k)``: (B, H, N, m) for "positive" and "optimized", (B, H, N, 2m) for
+    "trig". kind="optimized" (FAVOR++): ``a`` defaults to :func:`optimal_a` of these queries
+    and keys, which looks at all of them -- so a causal call must pass ``a`` (a float, or a
+    tensor broadcastable to (B, H, 1, 1)) rather than let future keys choose it.
 
     stabilize: multiply each query's features by a constant (positive: divide by its largest
     feature, so that it becomes ``m^{-1/2}``; trig: drop its ``exp(|q|^2 / 2)``) and, unless
@@ -306,7 +397,18 @@ def performer_features(query: Tensor, key: Tensor, projection: Tensor, *,
     m = projection.shape[-2]
     hq = 0.5 * (query * query).sum(-1, keepdim=True)  # (B, H, Nq, 1)
     hk = 0.5 * (key * key).sum(-1, keepdim=True)  # (B, H, Nk, 1)
-    if kind == "positive":
+    if kind == "optimized":
+        if a is None:
+            if causal:
+                raise ValueError("kind='optimized' with causal=True needs a given a: "
+                                 "optimal_a would look at future keys")
+            a = optimal_a(query, key, key_padding_mask)
+        a = _check_a(a)
+        pq = _optimized_exponent(pq, query, projection, a)
+        pk = _optimized_exponent(pk, key, projection, a)
+    elif a is not None:
+        raise ValueError(f"a is FAVOR++'s parameter: only for kind='optimized', not {kind!r}")
+    if kind in ("positive", "optimized"):
         # exponents w . x - |x|^2 / 2 - log sqrt(m), shifted by the stabilisers; updated in
         # place (each pass over an (N, m) tensor costs as much as the matmul on a CPU)
         log_sqrt_m = 0.5 * math.log(m)
@@ -338,7 +440,7 @@ def performer_attention(query: Tensor, key: Tensor, value: Tensor, projection: T
                         key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False,
                         scale: Optional[float] = None, kind: str = "positive",
                         stabilize: bool = True, eps: float = 0.0, chunk_size: int = 64,
-                        return_state: bool = False):
+                        return_state: bool = False, a: Union[float, Tensor, None] = None):
     """Performer attention, FAVOR+: softmax attention estimated with random features.
 
     query: (B, H, Nq, D)   key: (B, H, Nk, D)   value: (B, H, Nk, Dv)
@@ -347,7 +449,10 @@ def performer_attention(query: Tensor, key: Tensor, value: Tensor, projection: T
     key_padding_mask: bool broadcastable to (B, H, 1, Nk), True = real key.
     scale: the softmax's scale, default 1/sqrt(D) as in SDPA: q and k are multiplied by
         sqrt(scale) before the feature map, so the estimated kernel is ``exp(scale q . k)``.
-    kind: "positive" (FAVOR+) or "trig" (for comparison: same mean, can go negative).
+    kind: "positive" (FAVOR+), "optimized" (FAVOR++, Likhosherstov et al., 2022: positive
+        features with a data-dependent parameter ``a`` of least variance -- see
+        :func:`performer_features`; ``a`` is needed when causal) or "trig" (for comparison:
+        same mean, can go negative).
     stabilize, chunk_size, return_state: see :func:`performer_features` and
         :func:`~attention_lib.efficient.linear.kernel_attention`. A state to decode from
         (:func:`~attention_lib.efficient.linear.kernel_attention_step`) should come from a
@@ -365,7 +470,7 @@ def performer_attention(query: Tensor, key: Tensor, value: Tensor, projection: T
     work = _work_dtype(query.dtype)
     q, k = _scale_qk(query.to(work), key.to(work), scale)
     phi_q, phi_k = performer_features(q, k, projection, kind=kind, stabilize=stabilize,
-                                      key_padding_mask=key_padding_mask, causal=is_causal)
+                                      key_padding_mask=key_padding_mask, causal=is_causal, a=a)
     res = kernel_attention(phi_q, phi_k, value.to(work), key_padding_mask, is_causal=is_causal,
                            eps=eps, chunk_size=chunk_size, return_state=return_state)
     if return_state:
