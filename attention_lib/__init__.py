@@ -20,8 +20,16 @@ Where things live (the modules follow the book's parts):
 * :mod:`~attention_lib.multihead` -- grouped-query / multi-query attention, KV cache,
   per-head loop, parameter and FLOP counts                                  (Part II, ch. 8)
 * :mod:`~attention_lib.diagnostics` -- ``causal_leakage`` for any attention function  (ch. 7)
+* :mod:`~attention_lib.complexity` -- Conv1d, GRU and self-attention layers measured: FLOPs,
+  sequential steps, path length from gradients, fitted exponents       (Part II, ch. 9)
 * :mod:`~attention_lib.efficient` -- Part III, one module per family: ``flash``, ``sparse``,
   ``linear``, ``random_features`` (and ``memory.peak_memory`` to measure them)
+* :mod:`~attention_lib.transformer` -- encoder and decoder layers (pre- and post-norm,
+  LayerNorm or padding-aware BatchNorm), stacks, and an encoder-decoder ``Transformer`` that
+  trains and decodes with the Part I tools                                  (Part II, ch. 10)
+* :mod:`~attention_lib.scenes` -- synthetic scenes with captions and a gold region per word
+* :mod:`~attention_lib.vision` -- a captioner that attends over a CNN grid, pointing accuracy,
+  squeeze-and-excitation, CBAM, a tiny ViT                                  (Part IV, ch. 18)
 * :mod:`~attention_lib.checks` -- ``check(name, fn)``: the exercises' in-notebook feedback
 * :mod:`~attention_lib.grading` -- the ``attention-grade`` command for instructors (imported
   on demand: ``python -m attention_lib.grading``)
@@ -34,9 +42,10 @@ re-exported here.
 """
 __version__ = "0.1.0"
 
-from . import (checks, data, efficient, diagnostics, functional, layers, masks, metrics, multihead, plot, pooling,
-               position, pretrained, seq2seq, train, utils)
+from . import (checks, complexity, data, efficient, diagnostics, functional, layers, masks, metrics, multihead,
+               plot, pooling, position, pretrained, scenes, seq2seq, train, transformer, utils, vision)
 from .checks import check  # noqa: F401
+from .complexity import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
 from .diagnostics import *  # noqa: F401,F403
 from .functional import *  # noqa: F401,F403
@@ -48,11 +57,14 @@ from .plot import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
 from .position import *  # noqa: F401,F403
 from .pretrained import *  # noqa: F401,F403
+from .scenes import *  # noqa: F401,F403
 from .seq2seq import *  # noqa: F401,F403
 from .train import *  # noqa: F401,F403
+from .transformer import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403
+from .vision import *  # noqa: F401,F403
 
-_MODULES = (data, diagnostics, functional, layers, masks, metrics, multihead, plot, pooling,
-            position, pretrained, seq2seq, train, utils)
+_MODULES = (complexity, data, diagnostics, functional, layers, masks, metrics, multihead, plot,
+            pooling, position, pretrained, scenes, seq2seq, train, transformer, utils, vision)
 __all__ = ["__version__", "checks", "check", "efficient"] + [m.__name__.rsplit(".", 1)[1] for m in _MODULES] + sorted(
     {name for m in _MODULES for name in m.__all__})

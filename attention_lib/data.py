@@ -1459,3 +1459,9 @@ def make_corpus(n_pairs: int, *, seed: int = 0, min_len: int = 3, max_len: int =
     train = [pairs[i] for i in splits["train"]]
     return Corpus(pairs, splits, Vocab.build(p.src for p in train),
                   Vocab.build(p.tgt for p in train), seed, min_len, max_len)
+
+
+# The synthetic scenes with captions and gold regions (chapter 18) are generated in
+# attention_lib.scenes; they are reachable from here too, so that every data generator of the
+# course is in one module (not in __all__: the package re-exports them from scenes).
+from .scenes import Scene, SceneBatch, make_scene, make_scenes, scene_batches, scene_vocab  # noqa: E402,F401

@@ -18,6 +18,11 @@ Variants, all at D = 64 with (B, H) = (1, 2), float32, on the CPU, in the same r
               features of the l2-normalised q, k; 256 orthogonal random frequencies);
 * ``performer`` ``attention_lib.efficient.random_features.performer_attention`` (FAVOR+:
               positive features, the same 256 orthogonal random frequencies);
+* ``linformer``, ``lsh``, ``routing``, ``sinkhorn`` (chapters 12-13; parameters in
+  ``attention_lib.efficient.zoo.catalog``): Linformer with untrained random projections of
+  length 256, Reformer's shared-QK LSH attention (2 rounds, chunks of 64), routing attention
+  (k-means centroids, clusters of 256), Sparse Sinkhorn attention (blocks of 64);
+* ``uniform``: the mean of the values, a baseline for the error of the approximations;
 * peers, when importable (``pip install .[peers]``; not course requirements), at equal
   settings: ``local-attention`` -- lucidrains' ``local_attention.LocalAttention`` with the
   same exact window (``exact_windowsize=True``, no rotary embedding); ``performer-pytorch``
@@ -33,8 +38,10 @@ peaked enough that random features estimate it poorly (see chapters 15 and 17).
 
 Each variant runs both non-causal and causal. Time: the median of ``--repeats`` runs after a
 warm-up, with the variants interleaved round-robin so that machine noise hits them alike;
-ratios are taken within the run (the minimum of the repeats is recorded too: contention only
-ever slows a run down, so on a busy machine the minimum is the steadier estimate). Memory,
+ratios are taken within the run. Ratios and fitted exponents use the fastest of the repeats
+by default (``--statistic min``): interference from other processes only ever adds time, so
+on a shared machine the minimum is the steadier estimate of what the code costs. The median
+of every point is kept in the JSON as well (``--statistic median`` bases the ratios on it). Memory,
 two honest measures:
 
 * ``tracked``: ``attention_lib.efficient.memory.peak_memory`` -- the peak total size of the
@@ -219,7 +226,7 @@ import sys, torch
 sys.path.insert(0, {root!r})
 import benchmarks.efficient as be
 torch.set_num_threads({threads})
-fn = be.variants({causal})[{name!r}]
+fn = be.all_variants()[{name!r}].build({n}, {causal})
 
 def status(field):  # kB, from the kernel's accounting of this process
     for line in open("/proc/self/status"):
@@ -227,7 +234,8 @@ def status(field):  # kB, from the kernel's accounting of this process
             return int(line.split()[1])
 
 with torch.no_grad():
-    fn(*be.inputs(64))  # lazy initialisation (thread pools, kernels) before measuring
+    # lazy initialisation (thread pools, kernels) before measuring, on a small input
+    be.all_variants()[{name!r}].build(64, {causal})(*be.inputs(64))
     q, k, v = be.inputs({n})
     # Reset the high-water mark to the current RSS (Linux: clear_refs "5"). ru_maxrss would
     # not do: it is inherited from the parent across fork and exec.
@@ -267,21 +275,27 @@ def slope(xs, ys):
     return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
 
 
-def summarise(sweep, rss):
+#: Which time of the repeats the ratios and fitted exponents use (see --statistic).
+STATISTIC = {"min": "time_min_s", "median": "time_s"}
+
+
+def summarise(sweep, rss, statistic="min"):
     sizes = sorted(sweep)
     names = list(sweep[sizes[0]])
     summary = {}
+    key = STATISTIC[statistic]
     for name in names:
-        t = [sweep[n][name]["time_s"] for n in sizes]
+        t = [sweep[n][name][key] for n in sizes]
         m = [sweep[n][name]["tracked_peak_bytes"] for n in sizes]
-        t_min = [sweep[n][name]["time_min_s"] for n in sizes]
-        s = {"time_exponent": slope(sizes, t), "time_exponent_tail": slope(sizes[-2:], t[-2:]),
-             "time_exponent_of_min": slope(sizes, t_min),
+        t_med = [sweep[n][name]["time_s"] for n in sizes]
+        s = {"time_statistic": statistic,
+             "time_exponent": slope(sizes, t), "time_exponent_tail": slope(sizes[-2:], t[-2:]),
+             "time_exponent_of_median": slope(sizes, t_med),
              "tracked_memory_exponent": slope(sizes, m),
              "tracked_memory_exponent_tail": slope(sizes[-2:], m[-2:]),
-             "speedup_vs_sdpa": {n: sweep[n]["sdpa"]["time_s"] / sweep[n][name]["time_s"]
+             "speedup_vs_sdpa": {n: sweep[n]["sdpa"][key] / sweep[n][name][key]
                                  for n in sizes},
-             "speedup_vs_naive": {n: sweep[n]["naive"]["time_s"] / sweep[n][name]["time_s"]
+             "speedup_vs_naive": {n: sweep[n]["naive"][key] / sweep[n][name][key]
                                   for n in sizes},
              "tracked_memory_vs_naive": {n: sweep[n][name]["tracked_peak_bytes"]
                                          / sweep[n]["naive"]["tracked_peak_bytes"]
@@ -311,8 +325,10 @@ def targets(results):
     def add(key, value, met):
         t[key], ok[key] = value, met
 
+    key = STATISTIC[results["config"]["time_statistic"]]
+
     def faster(name, than):
-        return at[than]["time_s"] / at[name]["time_s"]
+        return at[than][key] / at[name][key]
 
     add("local >= 2x faster than sdpa at N=8192", faster("local", "sdpa"), lambda x: x >= 2.0)
     add("local fitted time exponent <= 1.15", sm["local"]["time_exponent"], lambda x: x <= 1.15)
@@ -347,7 +363,8 @@ def targets(results):
 
 COLORS = {"naive": "C3", "sdpa": "C0", "flash": "C2", "local": "C1", "local-attention": "C4",
           "linear": "C5", "rfa": "C6", "performer": "C8", "performer-pytorch": "C9",
-          "favor++": "C7", "uniform": "black"}
+          "favor++": "C7", "uniform": "black", "linformer": "tab:olive", "lsh": "tab:brown",
+          "routing": "tab:pink", "sinkhorn": "tab:cyan"}
 
 
 def plot(results, path):
@@ -355,6 +372,8 @@ def plot(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
+    statistic = results["config"].get("time_statistic", "median")
+    key = STATISTIC[statistic]
     fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
     for col, mode in enumerate(("non_causal", "causal")):
         sweep = results[mode]["sweep"]
@@ -362,8 +381,8 @@ def plot(results, path):
         for name in sweep[sizes[0]]:
             style = dict(marker="o", ms=3, color=COLORS.get(name),
                          ls=":" if name in PEERS else "-")
-            t = [sweep[n][name]["time_s"] * 1e3 for n in sizes]
-            sp = [sweep[n]["sdpa"]["time_s"] / sweep[n][name]["time_s"] for n in sizes]
+            t = [sweep[n][name][key] * 1e3 for n in sizes]
+            sp = [sweep[n]["sdpa"][key] / sweep[n][name][key] for n in sizes]
             axes[0, col].plot(sizes, t, label=name, **style)
             if mode == "non_causal":
                 axes[0, 2].plot(sizes, sp, label=name, **style)
@@ -372,7 +391,8 @@ def plot(results, path):
             err = [sweep[n][name].get("relative_error_vs_full") for n in sizes]
             if None not in err:
                 axes[1, 1 + col].plot(sizes, [max(e, 1e-8) for e in err], label=name, **style)
-        axes[0, col].set(ylabel="time (ms, median)", title=f"Time, {mode.replace('_', '-')}")
+        axes[0, col].set(ylabel=f"time (ms, {statistic} of the repeats)",
+                         title=f"Time, {mode.replace('_', '-')}")
         axes[1, 1 + col].set(ylabel="||out - softmax attention|| / ||softmax attention||",
                              title=f"Error against full softmax, {mode.replace('_', '-')}")
     axes[0, 2].set(ylabel="speed-up over SDPA", title="Speed-up over torch SDPA, non-causal")
@@ -405,14 +425,24 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: torch's choice, one per core); on a busy "
                         "shared machine, 1 thread avoids stalls at every parallel region")
+    p.add_argument("--statistic", choices=sorted(STATISTIC), default="min",
+                   help="time of the repeats that ratios and exponents use (default: min; "
+                        "the medians are kept in the JSON either way)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--replot", action="store_true",
-                   help="only redraw the PNG from the JSON already in --out")
+                   help="no measurement: recompute the summaries, targets and PNG from the "
+                        "JSON already in --out (e.g. with another --statistic)")
     args = p.parse_args(argv)
-    if args.replot:
+    if args.replot:  # no measurement: summaries, targets and figure again from the sweep
         results = json.loads((args.out / "efficient_cpu.json").read_text())
+        results["config"]["time_statistic"] = args.statistic
         for mode in ("non_causal", "causal"):
-            results[mode]["sweep"] = {int(n): r for n, r in results[mode]["sweep"].items()}
+            r = results[mode]
+            r["sweep"] = {int(n): v for n, v in r["sweep"].items()}
+            rss = {int(n): v for n, v in r["rss_bytes"].items()} if r.get("rss_bytes") else None
+            r["summary"] = summarise(r["sweep"], rss, args.statistic)
+        results["targets"] = targets(results)
+        (args.out / "efficient_cpu.json").write_text(json.dumps(results, indent=1, default=str))
         plot(results, args.out / "efficient_cpu.png")
         return
     if args.threads is not None:
@@ -435,7 +465,7 @@ def main(argv=None):
                     "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg()},
         "config": {"D": D, "B": B, "H": H, "dtype": "float32", "window": WINDOW,
                    "flash_block": FLASH_BLOCK, "sizes": sizes, "repeats": repeats,
-                   "num_features": NUM_FEATURES,
+                   "num_features": NUM_FEATURES, "time_statistic": args.statistic,
                    "peer_local_attention": make_peer(False) is not None,
                    "peer_performer_pytorch": make_performer_peer(False) is not None,
                    "memory": "tracked = attention_lib.efficient.memory.peak_memory; rss = "
@@ -453,7 +483,7 @@ def main(argv=None):
             print(f"== {mode}: peak RSS growth, one fresh process per point", flush=True)
             rss = rss_sweep(sizes, list(sweep[sizes[0]]), causal)
         results[mode] = {"max_abs_error": errs, "sweep": sweep, "rss_bytes": rss,
-                         "summary": summarise(sweep, rss)}
+                         "summary": summarise(sweep, rss, args.statistic)}
     if not args.quick:
         print("== performer-pytorch vs ours against input scale", flush=True)
         results["performer_peer_diagnostics"] = performer_peer_diagnostics()

@@ -40,3 +40,26 @@ def test_slope_recovers_a_power_law():
     bench = load_benchmark("efficient")
     ns = [512, 1024, 2048, 4096]
     assert abs(bench.slope(ns, [3.0 * n**1.5 for n in ns]) - 1.5) < 1e-12
+
+
+def test_rss_measurement_runs_each_variant_in_a_fresh_process():
+    """The subprocess path builds the variant for its own N (Linformer's projections depend on
+    N, after a warm-up on a small input) and reports a non-negative number of bytes."""
+    bench = load_benchmark("efficient")
+    out = bench.rss_sweep([512], ["linformer", "routing", "sdpa"], False)
+    assert set(out[512]) == {"linformer", "routing", "sdpa"} and min(out[512].values()) >= 0
+
+
+def test_replot_recomputes_the_summary_with_the_chosen_statistic(tmp_path):
+    bench = load_benchmark("efficient")
+    bench.main(["--sizes", "64", "128", "--repeats", "2", "--no-rss", "--out", str(tmp_path)])
+    first = json.loads((tmp_path / "efficient_cpu.json").read_text())
+    assert first["config"]["time_statistic"] == "min"
+    bench.main(["--replot", "--statistic", "median", "--out", str(tmp_path)])
+    again = json.loads((tmp_path / "efficient_cpu.json").read_text())
+    sweep = again["non_causal"]["sweep"]
+    s = again["non_causal"]["summary"]["flash"]
+    assert again["config"]["time_statistic"] == "median" and s["time_statistic"] == "median"
+    assert s["speedup_vs_sdpa"]["128"] == (sweep["128"]["sdpa"]["time_s"]
+                                           / sweep["128"]["flash"]["time_s"])
+    assert again["non_causal"]["sweep"] == first["non_causal"]["sweep"]  # nothing re-measured

@@ -298,6 +298,19 @@ def _ms(s, mask, how):
     return e / torch.where(tot > 0, tot, torch.ones_like(tot))
 
 
+def _chapter_buggy():
+    """Later chapters keep their buggy implementations beside this file, one module per
+    chapter: ``tests/mistakes_chNN.py`` defining ``BUGGY = {(exercise, mistake): fn}``."""
+    import importlib
+    out = {}
+    for path in sorted(Path(__file__).parent.glob("mistakes_ch[0-9][0-9].py")):
+        extra = importlib.import_module(path.stem).BUGGY
+        assert not set(extra) & (set(BUGGY) | set(out)), path.name
+        out.update(extra)
+    return out
+
+
+BUGGY.update(_chapter_buggy())
 MISTAKES = [(ex.name, m) for _, ex in FUNCTIONS for m in ex.mistakes]
 
 

@@ -24,3 +24,22 @@ def test_modules_are_reexported_without_clashes():
                                               f"{seen[name][0]} and {info.name}")
             seen[name] = (info.name, obj)
             assert getattr(al, name) is obj, f"attention_lib.{name} is not {info.name}.{name}"
+
+
+def test_efficient_modules_are_reexported_without_clashes():
+    """attention_lib.efficient star-exports its family modules: no name may mean two things
+    (a later star import would silently replace an earlier one)."""
+    import attention_lib.efficient as eff
+    seen = {}
+    for info in pkgutil.iter_modules(eff.__path__):
+        mod = importlib.import_module(f"attention_lib.efficient.{info.name}")
+        for name in getattr(mod, "__all__", []):
+            obj = getattr(mod, name)
+            assert name not in seen or seen[name][1] is obj, (
+                f"{name} means different things in efficient.{seen[name][0]} and {info.name}")
+            seen[name] = (info.name, obj)
+    missing = [n for n in eff.__all__ if not hasattr(eff, n)]
+    assert not missing, missing
+    assert len(eff.__all__) == len(set(eff.__all__))
+    for name in ("clustered", "sinkhorn", "lowrank", "zoo"):  # modules, not shadowed by functions
+        assert getattr(eff, name).__name__ == f"attention_lib.efficient.{name}"

@@ -18,7 +18,7 @@ WINDOW = 16
 
 @pytest.fixture
 def qkv(gen):
-    return [randn(2, 2, 70, 8, gen=gen, dtype=torch.float32) for _ in range(3)]
+    return [randn(2, 2, 96, 8, gen=gen, dtype=torch.float32) for _ in range(3)]
 
 
 @pytest.mark.parametrize("is_causal", [False, True])
@@ -35,10 +35,10 @@ def test_targets_are_the_attentions_they_name(is_causal, gen):
 @pytest.mark.parametrize("is_causal", [False, True])
 def test_every_variant_runs_and_exact_ones_equal_their_target(is_causal, qkv):
     q, k, v = qkv
-    cat = zoo.catalog(head_dim=8, window=WINDOW, flash_block=32, num_features=32)
+    cat = zoo.catalog(head_dim=8, window=WINDOW, flash_block=32, num_features=32, bucket_size=32)
     res = zoo.measure(cat, q, k, v, is_causal=is_causal, repeats=1, window=WINDOW)
     expected = {name for name, var in cat.items() if var.causal or not is_causal}
-    assert set(res) == expected and "favor++" in cat and ("favor++" in res) == (not is_causal)
+    assert set(res) == expected and ("favor++" in res) == ("linformer" in res) == (not is_causal)
     for name, r in res.items():
         family = cat[name].family
         if family in ("exact", "sparse"):
@@ -46,27 +46,27 @@ def test_every_variant_runs_and_exact_ones_equal_their_target(is_causal, qkv):
         assert (r["error_vs_target"] is None) == (cat[name].target is None)
         assert r["time_s"] > 0 and r["peak_bytes"] > 0 and r["largest_bytes"] > 0
         assert r["time_min_s"] <= r["time_s"]
-    # sliding window: exact for its pattern, not for full attention (N = 70 > 2 * 16 + 1)
+    # sliding window: exact for its pattern, not for full attention (N = 96 > 2 * 16 + 1)
     assert res["local"]["error_vs_full"] > 1e-3
     # the estimates are estimates: a real error against full attention
-    for name in ("performer", "rfa", "linear", "uniform"):
-        assert res[name]["error_vs_full"] > 1e-3, name
+    for name in ("performer", "rfa", "linear", "uniform", "linformer", "lsh", "sinkhorn"):
+        assert name not in res or res[name]["error_vs_full"] > 1e-3, name
 
 
 def test_uniform_baseline_is_the_mean_of_the_visible_values(qkv):
     q, k, v = qkv
     uniform = zoo.catalog(head_dim=8)["uniform"]
-    assert_close(uniform.build(70, False)(q, k, v), v.mean(-2, keepdim=True).expand_as(v))
-    causal = uniform.build(70, True)(q, k, v)
-    for i in (0, 5, 69):
+    assert_close(uniform.build(96, False)(q, k, v), v.mean(-2, keepdim=True).expand_as(v))
+    causal = uniform.build(96, True)(q, k, v)
+    for i in (0, 5, 95):
         assert_close(causal[..., i, :], v[..., : i + 1, :].mean(-2))
 
 
 def test_random_feature_variants_share_one_reproducible_projection(qkv):
     q, k, v = qkv
-    a = zoo.catalog(head_dim=8, num_features=16, seed=3)["performer"].build(70, False)(q, k, v)
-    b = zoo.catalog(head_dim=8, num_features=16, seed=3)["performer"].build(70, False)(q, k, v)
-    c = zoo.catalog(head_dim=8, num_features=16, seed=4)["performer"].build(70, False)(q, k, v)
+    a = zoo.catalog(head_dim=8, num_features=16, seed=3)["performer"].build(96, False)(q, k, v)
+    b = zoo.catalog(head_dim=8, num_features=16, seed=3)["performer"].build(96, False)(q, k, v)
+    c = zoo.catalog(head_dim=8, num_features=16, seed=4)["performer"].build(96, False)(q, k, v)
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 

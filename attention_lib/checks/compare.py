@@ -144,6 +144,13 @@ def compare_tensors(actual: torch.Tensor, expected: torch.Tensor, dtype: Optiona
     if tuple(actual.shape) != tuple(expected.shape):
         return [f"{what} has shape {_shape(actual.shape)}, expected {_shape(expected.shape)}"]
     if check_dtype and dtype is not None and actual.dtype != dtype:
+        if dtype == torch.bool:
+            return [f"{what} has dtype {actual.dtype}, expected torch.bool (a mask: build it "
+                    f"from comparisons and &, |, ~, not from 0/1 numbers)"]
+        if dtype == torch.int64:
+            return [f"{what} has dtype {actual.dtype}, expected torch.int64 (whole numbers "
+                    f"such as indices or counts: keep integer tensors, e.g. what argmax "
+                    f"returns, rather than converting them to float)"]
         return [f"{what} has dtype {actual.dtype}, expected {dtype} (the dtype of the inputs: "
                 f"do not hard-code float32/float64; build new tensors with dtype=x.dtype)"]
     if not (actual.is_floating_point() or actual.is_complex()):

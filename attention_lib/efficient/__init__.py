@@ -5,8 +5,14 @@
 * :mod:`~attention_lib.efficient.sparse` -- fixed sparse patterns (sliding window, dilated,
   global tokens, BigBird random blocks): dense masks for the pictures, and blocked
   implementations whose cost grows as O(N w)                                 (chapter 11)
+* :mod:`~attention_lib.efficient.clustered` -- learned sparsity by bucketing: angular LSH with
+  shared QK (Reformer), k-means routing (Routing Transformer), sorted and chunked   (chapter 12)
+* :mod:`~attention_lib.efficient.sinkhorn` -- Sparse Sinkhorn attention: blocks sorted by a
+  soft permutation from Sinkhorn normalisation                              (chapter 12)
 * :mod:`~attention_lib.efficient.linear` -- linear attention with feature maps, causal as an
   RNN, the fast-weight-programmer view                                      (chapter 14)
+* :mod:`~attention_lib.efficient.lowrank` -- attention spectra, the best rank-k matrix, and
+  Linformer's projections of the sequence axis                              (chapter 13)
 * :mod:`~attention_lib.efficient.random_features` -- random Fourier features, RFA (Gaussian,
   arc-cosine, gated), Performer FAVOR+ (positive, orthogonal, redraw)        (chapter 15)
 * :mod:`~attention_lib.efficient.memory` -- ``peak_memory``: the tensor memory a call
@@ -14,16 +20,21 @@
 * :mod:`~attention_lib.efficient.zoo` -- every variant behind one signature, with its target,
   and ``measure`` / ``sweep`` to compare time, memory and error on equal terms (chapter 17)
 """
-from . import flash, linear, memory, random_features, sparse, zoo
+from . import clustered, flash, linear, lowrank, memory, random_features, sinkhorn, sparse, zoo
 from .flash import (OnlineSoftmaxState, flash_attention, flash_attention_lse, online_softmax,
                     tile_schedule)
 from .memory import MemoryStats, peak_memory
 
+from .clustered import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
+from .lowrank import *  # noqa: F401,F403
 from .random_features import *  # noqa: F401,F403
+from .sinkhorn import *  # noqa: F401,F403
 from .sparse import *  # noqa: F401,F403
 
-__all__ = (["flash", "linear", "memory", "random_features", "sparse", "zoo", "OnlineSoftmaxState",
+__all__ = (["clustered", "flash", "linear", "lowrank", "memory", "random_features", "sinkhorn",
+            "sparse", "zoo", "OnlineSoftmaxState",
             "flash_attention", "flash_attention_lse", "online_softmax", "tile_schedule",
             "MemoryStats", "peak_memory"]
-           + linear.__all__ + random_features.__all__ + sparse.__all__)
+           + clustered.__all__ + linear.__all__ + lowrank.__all__ + random_features.__all__
+           + sinkhorn.__all__ + sparse.__all__)

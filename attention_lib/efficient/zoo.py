@@ -18,7 +18,8 @@ Targets (``Variant.target``):
   variants are exact for that pattern);
 * ``"normalized"``: softmax attention of the l2-normalised q, k with scale 1 -- what RFA's
   Gaussian random features estimate (Peng et al., 2021);
-* ``None``: a different model rather than an estimate (linear attention with elu + 1), or
+* ``None``: a different model rather than an estimate (linear attention with elu + 1; LSH
+  attention, whose keys are the normalised queries: shared QK), or
   the ``uniform`` baseline (the mean of the visible values): an approximation whose error is
   not below the baseline's has learned nothing about the scores.
 
@@ -35,10 +36,13 @@ import torch
 import torch.nn.functional as F
 
 from .._validate import check_qkv
+from .clustered import kmeans, lsh_attention, random_rotations, routing_attention
 from .flash import flash_attention
 from .linear import linear_attention
+from .lowrank import linformer_attention, linformer_projection
 from .memory import peak_memory
 from .random_features import performer_attention, random_projection, rfa_attention
+from .sinkhorn import block_summaries, sinkhorn_attention, soft_permutation
 from .sparse import sliding_window_attention, sliding_window_mask
 
 Tensor = torch.Tensor
@@ -87,23 +91,67 @@ def _mean(v: Tensor, is_causal: bool) -> Tensor:
 
 
 def catalog(*, head_dim: int = 64, window: int = 256, flash_block: int = 512,
-            num_features: int = 256, seed: int = 0,
+            num_features: int = 256, projected_length: int = 256, bucket_size: int = 64,
+            seed: int = 0,
             device: Optional[torch.device] = None) -> Dict[str, Variant]:
     """The course's attention variants, name -> :class:`Variant`, at one set of parameters.
 
     head_dim: D of the inputs (the random projections are drawn for it); window: the sliding
     window's half-width (up to 2 window + 1 keys per query); flash_block: FlashAttention's tile
     size; num_features: m of RFA and the Performer (one orthogonal (m, D) projection, drawn
-    from ``torch.Generator().manual_seed(seed)``, shared by both).
+    from ``torch.Generator().manual_seed(seed)``, shared by both); projected_length: Linformer's
+    k (random Gaussian E, F of shape (min(k, N), N), drawn for each N from the same seed --
+    untrained, so this measures the cost, and the error of an untrained projection);
+    bucket_size: the chunk of LSH attention (shared QK, 2 hashing rounds, about N / bucket_size
+    buckets) and the block of Sinkhorn attention (blocks sorted by a parameter-free soft
+    permutation of mean-pooled block summaries; N must be a multiple of it). Routing attention
+    uses N / window clusters of ``window`` members each, their centroids fitted by k-means to
+    the keys of the first call and then kept, as a trained model would keep them.
     """
     for name, value in (("head_dim", head_dim), ("window", window),
-                        ("flash_block", flash_block), ("num_features", num_features)):
+                        ("flash_block", flash_block), ("num_features", num_features),
+                        ("projected_length", projected_length),
+                        ("bucket_size", bucket_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     proj = random_projection(num_features, head_dim, orthogonal=True,
                              generator=torch.Generator().manual_seed(seed))
     if device is not None:
         proj = proj.to(device)
+
+    def linformer(n, c):
+        if c:
+            raise ValueError("Linformer cannot be causal: it mixes the sequence axis")
+        gen = torch.Generator().manual_seed(seed)
+        e, f = (linformer_projection(min(projected_length, n), n, generator=gen)
+                for _ in range(2))
+        return lambda q, k, v: linformer_attention(q, k, v, e.to(q.device), f.to(q.device))
+
+    def lsh(n, c):
+        n_buckets = max(2, 2 * (n // (2 * bucket_size)))  # even, about N / bucket_size
+        rot = random_rotations(head_dim, n_buckets, n_hashes=2,
+                               generator=torch.Generator().manual_seed(seed))
+        return lambda q, k, v: lsh_attention(q, v, rot.to(q.device), chunk_size=bucket_size,
+                                             is_causal=c)
+
+    def routing(n, c):
+        cache = {}  # centroids: k-means of the first keys seen, then kept (as after training)
+
+        def fn(q, k, v):
+            if "mu" not in cache:
+                cache["mu"] = kmeans(k, max(1, n // window), n_iters=3,
+                                     generator=torch.Generator().manual_seed(seed))
+            return routing_attention(q, k, v, cache["mu"].to(q.device), window=min(window, n),
+                                     is_causal=c)
+        return fn
+
+    def sinkhorn(n, c):
+        def fn(q, k, v):
+            logits = (block_summaries(q, bucket_size) @ block_summaries(k, bucket_size)
+                      .transpose(-2, -1)) * head_dim ** -0.5  # (B, H, nb, nb)
+            return sinkhorn_attention(q, k, v, soft_permutation(logits, is_causal=c),
+                                      bucket_size, is_causal=c)
+        return fn
 
     def with_proj(fn):
         return lambda n, c: (lambda q, k, v: fn(q, k, v, proj.to(q.device), is_causal=c))
@@ -126,6 +174,14 @@ def catalog(*, head_dim: int = 64, window: int = 256, flash_block: int = 512,
                 "time N w, memory N w",
                 lambda n, c: (lambda q, k, v: sliding_window_attention(q, k, v, window,
                                                                        is_causal=c))),
+        Variant("linformer", "low rank", "full", "13_low_rank", False,
+                "time N k D, memory N k", linformer),
+        Variant("lsh", "learned sparsity", None, "12_learned_sparsity", True,
+                "time N c, memory N c (c: chunk)", lsh),
+        Variant("routing", "learned sparsity", "full", "12_learned_sparsity", True,
+                "time N w, memory N w", routing),
+        Variant("sinkhorn", "learned sparsity", "full", "12_learned_sparsity", True,
+                "time N b + N^2 D / b, memory N b", sinkhorn),
         Variant("linear", "kernel", None, "14_linear_attention", True, "time N D^2, memory N D",
                 lambda n, c: (lambda q, k, v: linear_attention(q, k, v, is_causal=c))),
         Variant("rfa", "random features", "normalized", "15_random_features", True,

@@ -9,6 +9,11 @@ downloaded at run time. A few MB in all.
 
 ``ckpt`` holds how it was trained: ``kind``, ``model_kwargs``, ``corpus_kwargs``, ``steps``,
 ``batch_size``, ``seed``.
+
+``benchmarks/transformer.py`` does the same for the Transformer of chapter 10
+(``transformer.pt``, ``transformer_length.json``, ``transformer_length.png``)::
+
+    model, ckpt = load_transformer(len(corpus.src_vocab), len(corpus.tgt_vocab))
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["PRETRAINED_DIR", "pretrained_path", "available", "load_seq2seq", "load_results"]
+__all__ = ["PRETRAINED_DIR", "pretrained_path", "available", "load_seq2seq", "load_results",
+           "load_transformer"]
 
 #: The folder holding the shipped checkpoints and results.
 PRETRAINED_DIR = Path(__file__).resolve().parent
@@ -37,9 +43,10 @@ def pretrained_path(filename: str) -> Path:
     return path
 
 
-def load_results() -> dict:
-    """The results of ``benchmarks/seq2seq_length.py`` (BLEU by length, AER, budgets)."""
-    return json.loads(pretrained_path("seq2seq_length.json").read_text())
+def load_results(name: str = "seq2seq_length") -> dict:
+    """The results of ``benchmarks/seq2seq_length.py`` (BLEU by length, AER, budgets), or
+    with ``name="transformer_length"`` those of ``benchmarks/transformer.py``."""
+    return json.loads(pretrained_path(f"{name}.json").read_text())
 
 
 def load_seq2seq(name: str, src_vocab_size: int, tgt_vocab_size: int, *, device=None):
@@ -62,5 +69,23 @@ def load_seq2seq(name: str, src_vocab_size: int, tgt_vocab_size: int, *, device=
         raise ValueError(f"checkpoint {name!r} was trained with vocabularies of ({emb}, {out}) "
                          f"words, got src_vocab_size={src_vocab_size}, tgt_vocab_size="
                          f"{tgt_vocab_size}; build the corpus with {ckpt['corpus_kwargs']}")
+    model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
+    return model.to(device or "cpu").eval(), ckpt
+
+
+def load_transformer(src_vocab_size: int, tgt_vocab_size: int, *, device=None):
+    """Rebuild the shipped Transformer of chapter 10 (``transformer.pt``) in float32 on
+    ``device``, in eval mode. Returns ``(model, ckpt)``; ``ckpt["config"]`` rebuilds it with
+    :class:`attention_lib.transformer.Transformer`, ``ckpt["corpus_kwargs"]`` the corpus."""
+    from ..transformer import Transformer
+
+    ckpt = torch.load(pretrained_path("transformer.pt"), map_location="cpu", weights_only=True)
+    emb = ckpt["state_dict"]["encoder.embedding.weight"].shape[0]
+    out = ckpt["state_dict"]["decoder.out.weight"].shape[0]
+    if (emb, out) != (src_vocab_size, tgt_vocab_size):
+        raise ValueError(f"the shipped Transformer was trained with vocabularies of ({emb}, "
+                         f"{out}) words, got src_vocab_size={src_vocab_size}, tgt_vocab_size="
+                         f"{tgt_vocab_size}; build the corpus with {ckpt['corpus_kwargs']}")
+    model = Transformer(src_vocab_size, tgt_vocab_size, **ckpt["config"])
     model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
     return model.to(device or "cpu").eval(), ckpt
