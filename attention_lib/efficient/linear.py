@@ -54,10 +54,9 @@ from typing import Callable, NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .._validate import check_mask, check_qkv, check_tensor, shape_str
-from ..layers import merge_heads, split_heads
+from ._modules import ProjectedAttention
 
 Tensor = torch.Tensor
 FeatureMap = Union[str, Callable[[Tensor], Tensor]]
@@ -531,7 +530,7 @@ def fast_weight_programmer(query: Tensor, key: Tensor, value: Tensor, *,
 
 
 # --------------------------------------------------------------------------- module
-class LinearAttention(nn.Module):
+class LinearAttention(ProjectedAttention):
     """Multi-head linear attention (Katharopoulos et al., 2020), batch first.
 
     Same projections as :class:`attention_lib.layers.MultiHeadAttention` (``q_proj, k_proj,
@@ -544,37 +543,17 @@ class LinearAttention(nn.Module):
 
     def __init__(self, embed_dim: int, num_heads: int, *, feature_map: FeatureMap = "elu",
                  bias: bool = True, eps: float = 1e-6, chunk_size: int = 64):
-        super().__init__()
-        _check_int("embed_dim", embed_dim)
-        _check_int("num_heads", num_heads)
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
+        super().__init__(embed_dim, num_heads, bias=bias)
         get_feature_map(feature_map)
-        self.embed_dim, self.num_heads = embed_dim, num_heads
-        self.head_dim = embed_dim // num_heads
         self.feature_map, self.eps, self.chunk_size = feature_map, eps, chunk_size
-        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
 
     def forward(self, query: Tensor, key: Optional[Tensor] = None, value: Optional[Tensor] = None,
                 key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False) -> Tensor:
-        key = query if key is None else key
-        value = key if value is None else value
-        for name, x in (("query", query), ("key", key), ("value", value)):
-            check_tensor(name, x, ndim=3, layout="(B, N, E)")
-            if x.shape[-1] != self.embed_dim:
-                raise ValueError(f"{name} must be (B, N, E) with E = {self.embed_dim}, got "
-                                 f"{shape_str(x)}")
-        h = self.num_heads
-        q = split_heads(self.q_proj(query), h)  # (B, H, Nq, Dh)
-        k = split_heads(self.k_proj(key), h)  # (B, H, Nk, Dh)
-        v = split_heads(self.v_proj(value), h)  # (B, H, Nk, Dh)
+        q, k, v = self.project(query, key, value)  # (B, H, N, Dh)
         out = linear_attention(q, k, v, key_padding_mask, is_causal=is_causal,
                                feature_map=self.feature_map, eps=self.eps,
                                chunk_size=self.chunk_size)
-        return self.out_proj(merge_heads(out))  # (B, Nq, E)
+        return self.output(out)  # (B, Nq, E)
 
     def extra_repr(self) -> str:
         fm = self.feature_map if isinstance(self.feature_map, str) else "callable"
