@@ -241,6 +241,21 @@ def number_of(out: Any) -> Tuple[Optional[float], Optional[str]]:
     return None, f"expected a number, got {describe(out)}"
 
 
+def measured_number(ex: Exercise, outcomes: Sequence[Any],
+                    what: str) -> Tuple[Optional[float], Optional[Verdict]]:
+    """The number an experiment exercise stored, as ``(value, None)``, or ``(None, verdict)``
+    with the failed verdict that says why there is none. ``what`` names the number in the
+    message, e.g. "the length you measured"."""
+    oc = outcomes[0] if outcomes else None
+    bad = status_problem(ex, oc)
+    if bad:
+        return None, bad
+    value, msg = number_of(oc.get("output"))
+    if value is None:
+        return None, Verdict(False, msg.replace("your prediction", what))
+    return value, None
+
+
 def answer_check(name: str, expected: Callable[[], float], *, rtol: float = 0.02,
                  atol: float = 0.0, wrong: Sequence[Tuple[float, str]] = (),
                  tier: str = "values", points: float = 1.0) -> Check:

@@ -19,7 +19,8 @@ import torch
 from ...metrics import corpus_bleu
 from ..cases import draw_sizes, generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import answer_check, grad_check, number_of, output_check, status_problem, trace_check
+from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
+                     trace_check)
 
 ASSIGNMENT_NAME = "01_seq2seq_bottleneck"
 
@@ -228,13 +229,9 @@ def gloss_bleu() -> float:
 
 
 def _judge_gloss_form(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the BLEU you measured")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the BLEU you measured"))
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         return Verdict(False, f"{value:g} is not a BLEU score on the scale of the course (0 to 1; "
                               f"divide a percentage by 100)")

@@ -21,7 +21,7 @@ from ...layers import split_heads
 from ...masks import causal_mask
 from ..cases import draw_sizes, generator, randn, random_mask
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, number_of, output_check, status_problem,
+from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
                      trace_check)
 
 ASSIGNMENT_NAME = "03_scoring_functions"
@@ -468,13 +468,9 @@ def saturation_dim(threshold: float = 0.9) -> int:
 
 
 def _judge_sat_form(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the dimension you measured")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the dimension you measured"))
     if value not in SATURATION_DIMS:
         return Verdict(False, f"{value:g} is not one of the dimensions of the experiment "
                               f"(2, 4, ..., 2048)")

@@ -19,7 +19,8 @@ from ...metrics import alignment_error_rate, diagonal_attention, hard_alignment
 from ...masks import padding_mask
 from ..cases import draw_sizes, generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import answer_check, grad_check, number_of, output_check, status_problem, trace_check
+from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
+                     trace_check)
 
 ASSIGNMENT_NAME = "04_bahdanau"
 
@@ -256,13 +257,9 @@ _DIAG = {}
 
 
 def _judge_diag_form(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the AER you measured")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the AER you measured"))
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         return Verdict(False, f"{value:g} is not an error rate (a number from 0 to 1)")
     return Verdict(True, f"AER {value:.3f}")

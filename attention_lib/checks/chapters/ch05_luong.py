@@ -20,7 +20,8 @@ from ...functional import general_score, masked_softmax
 from ...masks import padding_mask
 from ..cases import draw_sizes, generator, randn, uniform
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import answer_check, grad_check, number_of, output_check, status_problem, trace_check
+from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
+                     trace_check)
 
 ASSIGNMENT_NAME = "05_luong"
 
@@ -287,13 +288,9 @@ def smallest_half_width(level: float = WIDTH_LEVEL) -> int:
 
 
 def _judge_width_form(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the half-width you measured")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the half-width you measured"))
     if not (value == int(value) and 0 <= value <= 60):
         return Verdict(False, f"{value:g} is not a half-width (an integer from 0 to 60)")
     return Verdict(True, f"D = {int(value)}")

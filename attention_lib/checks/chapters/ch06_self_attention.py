@@ -20,7 +20,8 @@ from ...functional import masked_softmax, reference_attention
 from ...position import rotary_embedding, rotary_frequencies
 from ..cases import draw_sizes, generator, randn, uniform
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import answer_check, grad_check, number_of, output_check, status_problem, trace_check
+from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
+                     trace_check)
 
 ASSIGNMENT_NAME = "06_self_attention"
 
@@ -383,13 +384,9 @@ def rope_similarity(base: float, offsets=None) -> torch.Tensor:
 
 
 def _judge_base_form(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the base you found")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the base you found"))
     if not (math.isfinite(value) and 1.0 < value <= 1e30):
         return Verdict(False, f"{value:g} is not a base the experiment accepts (a number > 1 "
                               f"and <= 1e30)")

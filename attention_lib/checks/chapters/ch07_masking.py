@@ -19,7 +19,8 @@ from ...functional import attention, masked_softmax, reference_attention
 from ...masks import causal_mask, combine_masks, key_padding_mask, padding_mask
 from ..cases import draw_sizes, generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import answer_check, grad_check, number_of, output_check, status_problem, trace_check
+from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
+                     trace_check)
 
 ASSIGNMENT_NAME = "07_masking"
 
@@ -312,13 +313,9 @@ def suspect_attention(x: torch.Tensor) -> torch.Tensor:
 
 
 def _judge_look_form(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the number you measured")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the number you measured"))
     if not (value == int(value) and 0 <= value <= 16):
         return Verdict(False, f"{value:g} is not a number of positions (an integer from 0 to 16)")
     return Verdict(True, f"{int(value)} positions")

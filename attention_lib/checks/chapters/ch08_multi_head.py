@@ -20,7 +20,8 @@ from ...masks import causal_mask, key_padding_mask
 from ...multihead import GroupedQueryAttention, attention_cost, kv_cache_bytes, repeat_kv
 from ..cases import draw_sizes, generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import answer_check, grad_check, number_of, output_check, status_problem, trace_check
+from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
+                     trace_check)
 
 ASSIGNMENT_NAME = "08_multi_head"
 
@@ -367,13 +368,9 @@ def flop_crossover() -> int:
 
 
 def _judge_cross_form(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the length you measured")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the length you measured"))
     if value not in CROSSOVER_LENGTHS:
         return Verdict(False, f"{value:g} is not one of the lengths of the experiment "
                               f"(16, 32, ..., 8192)")

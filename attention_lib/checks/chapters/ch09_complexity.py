@@ -22,7 +22,7 @@ import torch
 from ...complexity import count_flops, make_layer, path_lengths
 from ..cases import draw_sizes, generator
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import answer_check, number_of, output_check, status_problem, trace_check
+from ..kinds import (answer_check, measured_number, number_of, output_check, trace_check)
 
 ASSIGNMENT_NAME = "09_complexity"
 
@@ -257,13 +257,9 @@ TIME_EXPONENT_RANGE = (0.9, 3.0)
 
 
 def _judge_time_form(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the exponent you measured")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the exponent you measured"))
     if not math.isfinite(value):
         return Verdict(False, f"{value:g} is not a finite number")
     return Verdict(True, f"exponent {value:.2f}")

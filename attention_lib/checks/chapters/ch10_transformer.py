@@ -22,7 +22,8 @@ from ...masks import causal_mask, key_padding_mask
 from ...transformer import SequenceBatchNorm, TransformerEncoderLayer
 from ..cases import draw_sizes, generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import answer_check, grad_check, number_of, output_check, status_problem, trace_check
+from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
+                     trace_check)
 
 ASSIGNMENT_NAME = "10_transformer"
 
@@ -472,13 +473,9 @@ def quiet_batch_size() -> int:
 
 
 def _judge_bn_form(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the batch size you found")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the batch size you found"))
     if value not in BN_BATCH_SIZES:
         return Verdict(False, f"{value:g} is not one of the batch sizes of the experiment "
                               f"(1, 2, 4, ..., 256)")

@@ -17,7 +17,7 @@ from ...efficient.sparse import bigbird_layout, random_blocks, sliding_window_ma
 from ...functional import masked_softmax, reference_attention
 from ..cases import generator, integer
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, number_of, output_check, status_problem,
+from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
                      trace_check)
 from ._part3 import AFTER_HINT, NO_SCALE_HINT, qkv_case, quarter_of_scores
 
@@ -236,13 +236,9 @@ def layers_to_connect(n: int, window: int) -> int:
 
 
 def _judge_layers(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the number of layers")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the number of layers"))
     if value != int(value) or value < 1:
         return Verdict(False, f"{value:g} is not a number of layers (a positive integer)")
     return Verdict(True, f"{int(value)} layers")

@@ -31,8 +31,8 @@ from ...efficient.sinkhorn import sinkhorn_normalize
 from ...functional import reference_attention
 from ..cases import generator, integer, randn, uniform
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import answer_check, grad_check, number_of, output_check, status_problem, \
-    trace_check
+from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
+                     trace_check)
 from ._part3 import dtname
 
 ASSIGNMENT_NAME = "12_learned_sparsity"
@@ -376,13 +376,9 @@ def rounds_for_target() -> int:
 
 
 def _judge_rounds_form(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the number of rounds")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the number of rounds"))
     if value not in ROUNDS:
         return Verdict(False, f"{value:g} is not one of the numbers of rounds of the experiment "
                               f"(1, 2, 4, ..., 32)")

@@ -22,8 +22,8 @@ from ...efficient.lowrank import (attention_spectrum, best_rank_k_error, energy_
                                   linformer_attention)
 from ..cases import generator, integer, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import answer_check, grad_check, number_of, output_check, status_problem, \
-    trace_check
+from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
+                     trace_check)
 from ._part3 import DIM_HINT, NO_SCALE_HINT, dtname, qkv_case, quarter_of_scores
 
 ASSIGNMENT_NAME = "13_low_rank"
@@ -295,13 +295,9 @@ def rank_for_target() -> int:
 
 
 def _judge_rank_form(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the rank you measured")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the rank you measured"))
     if value != int(value) or not 1 <= value <= RANK_N:
         return Verdict(False, f"{value:g} is not a rank between 1 and N = {RANK_N}")
     return Verdict(True, f"k = {int(value)}")

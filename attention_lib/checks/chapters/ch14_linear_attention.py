@@ -22,7 +22,7 @@ from ...efficient.memory import peak_memory
 from ...functional import reference_attention
 from ..cases import generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, number_of, output_check, status_problem,
+from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
                      trace_check)
 from ._part3 import NORMALISER_HINT, QUADRATIC_HINT, dtname, itemsize, qkv_case, \
     quarter_of_scores
@@ -306,13 +306,9 @@ def tenfold_memory_n() -> int:
 
 
 def _judge_mem_form(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the length you measured")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the length you measured"))
     if value not in MEMORY_DIMS:
         return Verdict(False, f"{value:g} is not one of the lengths of the experiment "
                               f"(16, 32, ..., 4096)")

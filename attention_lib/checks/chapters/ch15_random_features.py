@@ -22,8 +22,8 @@ from ...functional import reference_attention
 from ..cases import generator, randn
 from ..compare import as_tensor
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, number_of, output_check, status_problem,
-                     trace_check)
+from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
+                     status_problem, trace_check)
 from ._part3 import NORMALISER_HINT, QUADRATIC_HINT, dtname, qkv_case, quarter_of_scores
 
 ASSIGNMENT_NAME = "15_random_features"
@@ -351,13 +351,9 @@ def features_for_target() -> int:
 
 
 def _judge_feat_form(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the number of features")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the number of features"))
     if value not in FEATURE_COUNTS:
         return Verdict(False, f"{value:g} is not one of the feature counts of the experiment "
                               f"(8, 16, ..., 4096)")

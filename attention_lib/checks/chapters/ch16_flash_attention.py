@@ -21,8 +21,8 @@ from ...functional import masked_softmax, reference_attention
 from ..cases import generator, integer, randn
 from ..compare import compare_tensors, match_mistake, shape_hint
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, number_of, output_check, status_problem,
-                     trace_check)
+from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
+                     status_problem, trace_check)
 from ._part3 import DIM_HINT, NO_SCALE_HINT, dtname, qkv_case, quarter_of_scores
 
 ASSIGNMENT_NAME = "16_flash_attention"
@@ -399,13 +399,9 @@ def tenfold_flash_n() -> int:
 
 
 def _judge_flash_form(ex, cases, outcomes):
-    oc = outcomes[0] if outcomes else None
-    bad = status_problem(ex, oc)
+    value, bad = measured_number(ex, outcomes, "the length you measured")
     if bad:
         return bad
-    value, msg = number_of(oc.get("output"))
-    if value is None:
-        return Verdict(False, msg.replace("your prediction", "the length you measured"))
     if value not in FLASH_LENGTHS:
         return Verdict(False, f"{value:g} is not one of the lengths of the experiment "
                               f"(64, 128, ..., 4096)")
