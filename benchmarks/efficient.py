@@ -26,7 +26,11 @@ Variants, all at D = 64 with (B, H) = (1, 2), float32, on the CPU, in the same r
 * peers, when importable (``pip install .[peers]``; not course requirements), at equal
   settings: ``local-attention`` -- lucidrains' ``local_attention.LocalAttention`` with the
   same exact window (``exact_windowsize=True``, no rotary embedding); ``performer-pytorch``
-  -- lucidrains' ``performer_pytorch.FastAttention`` with 256 orthogonal features.
+  -- lucidrains' ``performer_pytorch.FastAttention`` with 256 orthogonal features;
+  ``reformer-pytorch`` -- lucidrains' ``LSHAttention`` (shared QK, 2 rounds, chunks of 64,
+  duplicate pairs removed), like our ``lsh``. The ``linformer`` package of the extra has no
+  functional entry point (its module projects its own q, k, v from x), so it is not timed
+  here: equal settings would mean timing its projections too.
 
 Error: every output is compared with full softmax attention (``relative_error_vs_full``,
 ||out - softmax|| / ||softmax||, at every N) and with the exact computation it stands for
@@ -84,6 +88,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 WINDOW = 256
 FLASH_BLOCK = 512
 NUM_FEATURES = 256
+BUCKET = 64
 D, B, H = 64, 1, 2
 
 
@@ -112,15 +117,37 @@ def make_performer_peer(is_causal):
         return FastAttention(dim_heads=D, nb_features=NUM_FEATURES, causal=is_causal).eval()
 
 
+def make_reformer_peer(is_causal):
+    """reformer-pytorch's LSHAttention (shared QK, 2 hashing rounds, chunks of 64 like ours,
+    duplicates removed like ours) as fn(q, k, v) on (B, H, N, D), or None. Like ours it hashes
+    the queries and uses them as keys; ``k`` is not used."""
+    try:
+        from reformer_pytorch.reformer_pytorch import LSHAttention
+    except Exception:  # not installed (optional), or broken: skip it
+        return None
+    lsh = LSHAttention(bucket_size=BUCKET, n_hashes=2, causal=is_causal,
+                       allow_duplicate_attention=False).eval()
+
+    def fn(q, k, v):
+        b, h, n, d = q.shape
+        out = lsh(q.reshape(b * h, n, d), v.reshape(b * h, n, v.shape[-1]))[0]
+        return out.reshape(b, h, n, v.shape[-1])
+    return fn
+
+
 def all_variants():
     """Every benchmarked attention, name -> ``attention_lib.efficient.zoo.Variant``: the
     course's (``zoo.catalog``) and the peers that are installed (``pip install .[peers]``)."""
     variants = zoo.catalog(head_dim=D, window=WINDOW, flash_block=FLASH_BLOCK,
-                           num_features=NUM_FEATURES)
+                           num_features=NUM_FEATURES, bucket_size=BUCKET)
     if make_peer(False) is not None:
         variants["local-attention"] = zoo.Variant(
             "local-attention", "sparse", "window", "11_sparse_attention", True,
             "time N w, memory N w", lambda n, c: make_peer(c))
+    if make_reformer_peer(False) is not None:
+        variants["reformer-pytorch"] = zoo.Variant(
+            "reformer-pytorch", "learned sparsity", None, "12_learned_sparsity", True,
+            "time N c, memory N c (c: chunk)", lambda n, c: make_reformer_peer(c))
     if make_performer_peer(False) is not None:
         variants["performer-pytorch"] = zoo.Variant(
             "performer-pytorch", "random features", "full", "15_random_features", True,
@@ -128,7 +155,7 @@ def all_variants():
     return variants
 
 
-PEERS = ("local-attention", "performer-pytorch")
+PEERS = ("local-attention", "performer-pytorch", "reformer-pytorch")
 
 
 def variants(is_causal, n=None):
@@ -355,6 +382,9 @@ def targets(results):
         add("performer relative error vs full attention <= performer-pytorch's (+5%), N=8192",
             at["performer"]["relative_error_vs_full"]
             / at["performer-pytorch"]["relative_error_vs_full"], lambda x: x <= 1.05)
+    if "reformer-pytorch" in at:
+        add("lsh at least as fast as the reformer-pytorch package at N=8192",
+            faster("lsh", "reformer-pytorch"), lambda x: x >= 1.0)
     if "rss_vs_naive" in sm["local"] and 8192 in sm["local"]["rss_vs_naive"]:
         add("local peak RSS growth <= 1/10 of naive at N=8192", sm["local"]["rss_vs_naive"][8192],
             lambda x: x <= 0.1)
@@ -364,7 +394,7 @@ def targets(results):
 COLORS = {"naive": "C3", "sdpa": "C0", "flash": "C2", "local": "C1", "local-attention": "C4",
           "linear": "C5", "rfa": "C6", "performer": "C8", "performer-pytorch": "C9",
           "favor++": "C7", "uniform": "black", "linformer": "tab:olive", "lsh": "tab:brown",
-          "routing": "tab:pink", "sinkhorn": "tab:cyan"}
+          "routing": "tab:pink", "sinkhorn": "tab:cyan", "reformer-pytorch": "tab:brown"}
 
 
 def plot(results, path):
@@ -468,6 +498,7 @@ def main(argv=None):
                    "num_features": NUM_FEATURES, "time_statistic": args.statistic,
                    "peer_local_attention": make_peer(False) is not None,
                    "peer_performer_pytorch": make_performer_peer(False) is not None,
+                   "peer_reformer_pytorch": make_reformer_peer(False) is not None,
                    "memory": "tracked = attention_lib.efficient.memory.peak_memory; rss = "
                              "VmHWM growth during one call in a fresh subprocess"},
     }

@@ -426,7 +426,7 @@ CASES = {
     "per-head projection H": (lambda: R.performer_attention(Q, K, V, f(2, 16, 8)), ValueError,
                               r"per-head projection \(H, m, D\) needs query .* same H"),
     "kind": (lambda: R.performer_attention(Q, K, V, P, kind="cos"), ValueError,
-             r"kind must be one of \('positive', 'trig'\), got 'cos'"),
+             r"kind must be one of \('positive', 'trig', 'optimized'\), got 'cos'"),
     "kernel": (lambda: R.rfa_attention(Q, K, V, P, kernel="laplace"), ValueError,
                r"kernel must be one of \('gaussian', 'arccos'\), got 'laplace'"),
     "scale": (lambda: R.performer_attention(Q, K, V, P, scale=-1.0), ValueError,
