@@ -145,6 +145,34 @@ def _apply_norm(norm: nn.Module, x: Tensor, valid: Optional[Tensor]) -> Tensor:
 
 
 # --------------------------------------------------------------------------- layers
+def _build_sublayers(layer: nn.Module, d_model: int, num_heads: int, dim_feedforward: int,
+                     dropout: float, norm_first: bool, activation, norm: str, eps: float, *,
+                     num_sublayers: int) -> None:
+    """The parts encoder and decoder layers share, named as in ``torch.nn.Transformer*Layer``:
+    ``self_attn`` (and, with three sublayers, the decoder's ``cross_attn``), the feed-forward
+    ``linear1 -> activation -> dropout -> linear2``, and one ``norm{i}`` and ``dropout{i}``
+    per sublayer (the last pair belongs to the feed-forward). The order of creation fixes the
+    order of the random initial weights, so it must not change: seeded models (chapter 10, the
+    shipped checkpoints' training runs) depend on it."""
+    _check_common(d_model, num_heads, dim_feedforward, dropout, norm, activation)
+    layer.d_model, layer.num_heads, layer.norm_first = d_model, num_heads, norm_first
+    layer.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+    if num_sublayers == 3:
+        layer.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+    layer.linear1 = nn.Linear(d_model, dim_feedforward)
+    layer.dropout = nn.Dropout(dropout)
+    layer.linear2 = nn.Linear(dim_feedforward, d_model)
+    for i in range(1, num_sublayers + 1):
+        setattr(layer, f"norm{i}", _make_norm(norm, d_model, eps))
+        setattr(layer, f"dropout{i}", nn.Dropout(dropout))
+    layer.ff_dropout = getattr(layer, f"dropout{num_sublayers}")
+    layer.activation = _ACTIVATIONS[activation] if isinstance(activation, str) else activation
+
+
+def _feed_forward(layer: nn.Module, x: Tensor) -> Tensor:
+    return layer.ff_dropout(layer.linear2(layer.dropout(layer.activation(layer.linear1(x)))))
+
+
 class TransformerEncoderLayer(nn.Module):
     """One encoder layer: self-attention and a feed-forward network, each with a residual
     connection and a normalisation (Vaswani et al., 2017, section 3.1).
@@ -174,19 +202,8 @@ class TransformerEncoderLayer(nn.Module):
                  dropout: float = 0.0, *, norm_first: bool = False, activation="relu",
                  norm: str = "layer", layer_norm_eps: float = 1e-5):
         super().__init__()
-        _check_common(d_model, num_heads, dim_feedforward, dropout, norm, activation)
-        self.d_model, self.num_heads, self.norm_first = d_model, num_heads, norm_first
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = _make_norm(norm, d_model, layer_norm_eps)
-        self.norm2 = _make_norm(norm, d_model, layer_norm_eps)
-        self.dropout1, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout)
-        self.activation = _ACTIVATIONS[activation] if isinstance(activation, str) else activation
-
-    def _ff(self, x: Tensor) -> Tensor:
-        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        _build_sublayers(self, d_model, num_heads, dim_feedforward, dropout, norm_first,
+                         activation, norm, layer_norm_eps, num_sublayers=2)
 
     def _sa(self, x: Tensor, mask: Optional[Tensor], weights: bool):
         if not weights:  # the fast path (SDPA) never materialises the weights
@@ -203,11 +220,11 @@ class TransformerEncoderLayer(nn.Module):
         if self.norm_first:
             a, w = self._sa(_apply_norm(self.norm1, x, valid), mask, return_weights)
             x = x + a
-            x = x + self._ff(_apply_norm(self.norm2, x, valid))
+            x = x + _feed_forward(self, _apply_norm(self.norm2, x, valid))
         else:
             a, w = self._sa(x, mask, return_weights)
             x = _apply_norm(self.norm1, x + a, valid)
-            x = _apply_norm(self.norm2, x + self._ff(x), valid)
+            x = _apply_norm(self.norm2, x + _feed_forward(self, x), valid)
         return (x, w) if return_weights else x  # (B, N, d_model), (B, H, N, N)
 
 
@@ -237,22 +254,8 @@ class TransformerDecoderLayer(nn.Module):
                  dropout: float = 0.0, *, norm_first: bool = False, activation="relu",
                  norm: str = "layer", layer_norm_eps: float = 1e-5):
         super().__init__()
-        _check_common(d_model, num_heads, dim_feedforward, dropout, norm, activation)
-        self.d_model, self.num_heads, self.norm_first = d_model, num_heads, norm_first
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = _make_norm(norm, d_model, layer_norm_eps)
-        self.norm2 = _make_norm(norm, d_model, layer_norm_eps)
-        self.norm3 = _make_norm(norm, d_model, layer_norm_eps)
-        self.dropout1, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
-        self.activation = _ACTIVATIONS[activation] if isinstance(activation, str) else activation
-
-    def _ff(self, x: Tensor) -> Tensor:
-        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        _build_sublayers(self, d_model, num_heads, dim_feedforward, dropout, norm_first,
+                         activation, norm, layer_norm_eps, num_sublayers=3)
 
     def forward(self, x: Tensor, memory: Tensor, *, mask: Optional[Tensor] = None,
                 memory_mask: Optional[Tensor] = None, is_causal: bool = True,
@@ -297,13 +300,13 @@ class TransformerDecoderLayer(nn.Module):
             x = x + a
             a, w_cross = cross_block(_apply_norm(self.norm2, x, valid))
             x = x + a
-            x = x + self._ff(_apply_norm(self.norm3, x, valid))
+            x = x + _feed_forward(self, _apply_norm(self.norm3, x, valid))
         else:
             a, w_self = self_block(x, full)
             x = _apply_norm(self.norm1, x + a, valid)
             a, w_cross = cross_block(x)
             x = _apply_norm(self.norm2, x + a, valid)
-            x = _apply_norm(self.norm3, x + self._ff(x), valid)
+            x = _apply_norm(self.norm3, x + _feed_forward(self, x), valid)
         return (x, w_self, w_cross) if return_weights else x
 
 
