@@ -130,7 +130,13 @@ def make_reformer_peer(is_causal):
 
     def fn(q, k, v):
         b, h, n, d = q.shape
-        out = lsh(q.reshape(b * h, n, d), v.reshape(b * h, n, v.shape[-1]))[0]
+        qk, vv = q.reshape(b * h, n, d), v.reshape(b * h, n, v.shape[-1])
+        pad = -n % (2 * BUCKET)  # the package needs N divisible by twice the chunk size:
+        if pad:  # pad, and mask the padding out of the keys
+            qk = torch.nn.functional.pad(qk, (0, 0, 0, pad))
+            vv = torch.nn.functional.pad(vv, (0, 0, 0, pad))
+        mask = torch.arange(n + pad, device=q.device).expand(b * h, -1) < n
+        out = lsh(qk, vv, input_mask=mask if pad else None)[0][:, :n]
         return out.reshape(b, h, n, v.shape[-1])
     return fn
 
