@@ -22,11 +22,16 @@ Measured on the **test** split (never seen in training):
   real source words), against the gold alignments, beside the uniform-attention (expected)
   and diagonal baselines.
 
-Every run trains one seed (``--seed``); the mean and spread over several seeds is left for a
-machine with time to spare (pass ``--seed`` and a different ``--tag`` to add runs).
+Several seeds (``--seeds 0 1 2``; each seed draws both the initial weights and the order of
+the batches) give the mean and the spread (min to max) of every figure; runs of different
+seeds may be made in separate processes, since results are merged into the JSON under a lock::
 
-Writes ``attention_lib/pretrained/seq2seq_length.json`` (one entry per kind, merged with what is
-already there) and ``seq2seq_length.png``, and the trained weights, in float16, to
+    python benchmarks/seq2seq_length.py --seeds 1 &  python benchmarks/seq2seq_length.py --seeds 2
+
+Writes ``attention_lib/pretrained/seq2seq_length.json`` and ``seq2seq_length.png``: the
+``models`` section holds the full record of seed 0 (the shipped model), ``seeds`` one compact
+record per kind and seed, and ``summary`` the mean, minimum and maximum over the seeds there
+are. The trained weights of seed 0 are saved, in float16, to
 ``attention_lib/pretrained/seq2seq_<kind>.pt`` (``seq2seq_<kind>_quick.pt`` with ``--quick``: the
 quick-run configuration of the chapters, which chapter 4 loads instead of retraining the
 plain model): a dict with ``state_dict``, ``kind``,
@@ -123,18 +128,18 @@ def baselines(corpus, split="test"):
             "diagonal_aer": attention_aer(diag, aligns)}
 
 
-def run(kind, args):
+def run(kind, args, seed=0):
     torch.set_num_threads(args.threads)
     corpus_kwargs = dict(n_pairs=args.n_pairs, seed=args.corpus_seed, min_len=3,
                          max_len=args.max_len)
     corpus = make_corpus(**corpus_kwargs)
     model_kwargs = dict(embed_dim=args.embed_dim, hidden_size=args.hidden_size,
                         **KIND_KWARGS[kind])
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     base = kind.split("_")[0]  # luong_dot -> luong
     model = build_seq2seq(base, len(corpus.src_vocab), len(corpus.tgt_vocab), **model_kwargs)
     batches = corpus.batches("train", args.batch_size,
-                             generator=torch.Generator().manual_seed(args.seed))
+                             generator=torch.Generator().manual_seed(seed))
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     hist = train_seq2seq(model, batches, steps=args.steps, lr=args.lr,
@@ -145,17 +150,19 @@ def run(kind, args):
     res = evaluate(model, corpus)
     eval_s = time.perf_counter() - t0
     path = RESULTS / f"seq2seq_{kind}{'_quick' if args.quick else ''}.pt"
-    torch.save({"kind": base, "name": kind, "model_kwargs": model_kwargs, "corpus_kwargs": corpus_kwargs,
-                "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-                "state_dict": {k: v.detach().to(torch.float16)
-                               for k, v in model.state_dict().items()}}, path)
+    if seed == 0:  # the shipped model
+        torch.save({"kind": base, "name": kind, "model_kwargs": model_kwargs,
+                    "corpus_kwargs": corpus_kwargs, "steps": args.steps,
+                    "batch_size": args.batch_size, "seed": seed, "lr": args.lr,
+                    "state_dict": {k: v.detach().to(torch.float16)
+                                   for k, v in model.state_dict().items()}}, path)
     loss = hist["loss"]
     every = max(1, len(loss) // 200)
     res.update({
         "kind": kind, "label": LABELS[kind], "model_kwargs": model_kwargs,
         "params": sum(p.numel() for p in model.parameters()),
         "steps": args.steps, "batch_size": args.batch_size,
-        "pairs_seen": args.steps * args.batch_size, "lr": args.lr, "seed": args.seed,
+        "pairs_seen": args.steps * args.batch_size, "lr": args.lr, "seed": seed,
         "train_seconds": round(train_s, 1), "seconds_per_step": round(train_s / args.steps, 4),
         "eval_seconds": round(eval_s, 1), "threads": args.threads,
         "loadavg_before": [round(x, 2) for x in load0],
@@ -163,8 +170,9 @@ def run(kind, args):
         "final_loss": sum(loss[-50:]) / len(loss[-50:]),
         "loss_curve": {"every": every, "loss": [round(sum(loss[i:i + every]) / len(loss[i:i + every]), 4)
                                                 for i in range(0, len(loss), every)]},
-        "checkpoint": path.name, "checkpoint_bytes": path.stat().st_size,
     })
+    if seed == 0:
+        res.update({"checkpoint": path.name, "checkpoint_bytes": path.stat().st_size})
     base = baselines(corpus)
     meta = {"corpus": {**corpus_kwargs, **{k: corpus.summary()[k] for k in
                                          ("n_train", "n_valid", "n_test", "src_vocab",
@@ -177,16 +185,51 @@ def run(kind, args):
     return res
 
 
+SEED_FIELDS = ("bleu", "bleu_by_length", "exact_match", "aer", "final_loss", "steps",
+               "batch_size", "lr", "model_kwargs", "train_seconds", "seconds_per_step",
+               "loadavg_before", "loadavg_after")
+
+
 def merge(kind, res, meta, section="models"):
+    """Add one run to the JSON: its compact record under ``seeds`` (``quick_seeds``), the full
+    record under ``section`` if it is seed 0, and the summary over seeds recomputed."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "seq2seq_length.json"
+    prefix = "quick_" if section == "quick" else ""
     with open(Path(tempfile.gettempdir()) / "seq2seq_length.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = json.loads(out.read_text()) if out.exists() else {}
         data["meta"] = meta
-        data.setdefault(section, {})[kind] = res
+        if res["seed"] == 0:
+            data.setdefault(section, {})[kind] = res
+        runs = data.setdefault(prefix + "seeds", {}).setdefault(kind, {})
+        runs[str(res["seed"])] = {k: res[k] for k in SEED_FIELDS if k in res}
+        data.setdefault(prefix + "summary", {})[kind] = summarize(runs)
         out.write_text(json.dumps(data, indent=1) + "\n")
         plot(data)
+
+
+def summarize(runs):
+    """Mean, minimum and maximum over seeds of BLEU, BLEU by bucket and AER.
+
+    Only runs with the same budget and model as seed 0's (or the first run's) count, so a
+    stale run of another configuration never mixes into the figures."""
+    ref = runs.get("0", next(iter(runs.values())))
+    same = [r for r in runs.values()
+            if all(r.get(k) == ref.get(k) for k in ("steps", "batch_size", "lr", "model_kwargs"))]
+    seeds = sorted(int(s) for s, r in runs.items() if r in same)
+
+    def stats(xs):
+        return {"mean": sum(xs) / len(xs), "min": min(xs), "max": max(xs)}
+
+    out = {"seeds": seeds, "n": len(same), "bleu": stats([r["bleu"] for r in same]),
+           "bleu_by_length": [{"bucket": b["bucket"],
+                               **stats([r["bleu_by_length"][k]["bleu"] for r in same])}
+                              for k, b in enumerate(ref["bleu_by_length"])],
+           "final_loss": stats([r["final_loss"] for r in same])}
+    if "aer" in ref:
+        out["aer"] = stats([r["aer"] for r in same])
+    return out
 
 
 def plot(data):
@@ -194,13 +237,24 @@ def plot(data):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    n_seeds = 1
     for kind in ("plain", "bahdanau", "luong"):
         r = data.get("models", {}).get(kind)
         if r is None:
             continue
         xs = [b["bucket"] for b in r["bleu_by_length"]]
-        ax.plot(xs, [b["bleu"] for b in r["bleu_by_length"]], marker="o",
-                label=f"{r['label']}" + (f", AER {r['aer']:.2f}" if "aer" in r else ""))
+        summ = data.get("summary", {}).get(kind)
+        if summ and summ["n"] > 1:  # mean over seeds, with the min-max band
+            n_seeds = max(n_seeds, summ["n"])
+            line, = ax.plot(xs, [b["mean"] for b in summ["bleu_by_length"]], marker="o",
+                            label=f"{r['label']}" + (f", AER {summ['aer']['mean']:.3f}"
+                                                      if "aer" in summ else ""))
+            ax.fill_between(xs, [b["min"] for b in summ["bleu_by_length"]],
+                            [b["max"] for b in summ["bleu_by_length"]],
+                            color=line.get_color(), alpha=0.2)
+        else:
+            ax.plot(xs, [b["bleu"] for b in r["bleu_by_length"]], marker="o",
+                    label=f"{r['label']}" + (f", AER {r['aer']:.3f}" if "aer" in r else ""))
         lc = r["loss_curve"]
         ax2.plot([i * lc["every"] for i in range(len(lc["loss"]))], lc["loss"], label=r["label"])
     if not data.get("models"):
@@ -210,10 +264,13 @@ def plot(data):
     ax.set_xlabel("source length (tokens)")
     ax.set_ylabel("test BLEU (greedy)")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"same budget: {any_r['steps']} steps x {any_r['batch_size']} pairs")
+    ax.set_title(f"same budget: {any_r['steps']} steps x {any_r['batch_size']} pairs"
+                 + (f"; mean and range of {n_seeds} seeds" if n_seeds > 1 else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax2.set_yscale("log")
+    if n_seeds > 1:
+        ax2.set_title("training loss of seed 0 (the shipped models)")
     ax2.set_xlabel("step")
     ax2.set_ylabel("training loss")
     ax2.grid(alpha=0.3)
@@ -233,7 +290,8 @@ def main(argv=None):
     p.add_argument("--n-pairs", type=int, default=30_000)
     p.add_argument("--max-len", type=int, default=60)
     p.add_argument("--corpus-seed", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="seeds to train (weights and batch order); seed 0's model is saved")
     p.add_argument("--embed-dim", type=int, default=64)
     p.add_argument("--hidden-size", type=int, default=192)
     p.add_argument("--threads", type=int, default=1)
@@ -243,22 +301,22 @@ def main(argv=None):
                    help="results folder (default: %(default)s)")
     p.add_argument("--quick", action="store_true",
                    help="the chapters' quick runs instead: 32-dim embeddings, 64-dim "
-                        "GRUs, 400 steps at lr 5e-3; writes seq2seq_<kind>_quick.pt and the "
+                        "GRUs, 400 steps at lr 1e-2; writes seq2seq_<kind>_quick.pt and the "
                         "'quick' section of the JSON")
     args = p.parse_args(argv)
     global RESULTS
     RESULTS = Path(args.out).resolve()
     if args.quick:
-        args.embed_dim, args.hidden_size, args.steps, args.lr = 32, 64, 400, 5e-3
+        args.embed_dim, args.hidden_size, args.steps, args.lr = 32, 64, 400, 1e-2
     if args.plot_only:
         plot(json.loads((RESULTS / "seq2seq_length.json").read_text()))
         return
-    for kind in args.kinds:
-        r = run(kind, args)
-        print(kind, json.dumps({k: r[k] for k in ("bleu", "train_seconds", "seconds_per_step")}),
+    for kind, seed in [(k, s) for k in args.kinds for s in args.seeds]:
+        r = run(kind, args, seed)
+        print(kind, f"seed {seed}",
+              json.dumps({k: r[k] for k in ("bleu", "train_seconds", "seconds_per_step")}),
               [(b["bucket"], round(b["bleu"], 3)) for b in r["bleu_by_length"]],
               "AER", round(r.get("aer", math.nan), 3), flush=True)
-
 
 if __name__ == "__main__":
     main()
