@@ -6,6 +6,8 @@
 #                   environment too: make test-gpu PYTHON=python3
 #   make exercises  self-test the exercise solutions, build the student bundle (_build/exercises)
 #   make bench      run benchmarks/, write results to benchmarks/results/
+#   make bench-gpu  the attention benchmark on a CUDA device, in bfloat16 and float16
+#                   (existing environment too: make bench-gpu PYTHON=python3)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -25,10 +27,10 @@ NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cach
 BOOK_FLAGS  := -W -n --keep-going
 JB          := $(PYTHON) -c "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"
 
-.PHONY: help install book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks exercises bench clean
+.PHONY: help install book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks exercises bench bench-gpu clean
 
 help:
-	@sed -n '2,9p' Makefile | sed 's/^# *//'
+	@sed -n '2,11p' Makefile | sed 's/^# *//'
 
 install: $(STAMP)
 
@@ -91,6 +93,11 @@ exercises: $(ENV_DEP)
 bench: $(ENV_DEP)
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }; \
 	for b in benchmarks/*.py; do echo "== $$b"; $(PYTHON) "$$b"; done
+
+bench-gpu:
+	$(PYTHON) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'make bench-gpu needs a CUDA device')"
+	for dtype in bfloat16 float16; do \
+	  $(PYTHON) benchmarks/efficient.py --device cuda --dtype $$dtype --with-16k; done
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis

@@ -3,8 +3,10 @@
     python benchmarks/efficient.py                 # N = 512 ... 8192, writes results/
     python benchmarks/efficient.py --with-16k      # adds N = 16384 (naive needs ~6 GB there)
     python benchmarks/efficient.py --quick         # N = 512 ... 2048, 3 repeats (smoke test)
+    python benchmarks/efficient.py --device cuda --dtype bfloat16 --with-16k   # on a GPU
 
-Variants, all at D = 64 with (B, H) = (1, 2), float32, on the CPU, in the same run:
+Variants, all at D = 64 with (B, H) = (1, 2), float32, on the CPU, in the same run (on a GPU,
+``--device cuda``, in ``--dtype`` float32, float16 or bfloat16; see the end of this text):
 
 * ``naive``   softmax(Q K^T / sqrt(D)) V written out: builds the (N, N) matrix;
 * ``sdpa``    ``torch.nn.functional.scaled_dot_product_attention`` (torch picks the backend;
@@ -63,6 +65,17 @@ tile loop, the blocked window) much more than one fused kernel, so compare runs 
 quiet machine. Fitted exponents are least-squares slopes of log(time) and log(memory)
 against log(N) over the whole sweep, and between the two largest N ("tail"). Writes
 ``benchmarks/results/efficient_cpu.json`` and ``benchmarks/results/efficient_cpu.png``.
+
+On a GPU (``--device cuda``) the same variants run on the device in ``--dtype``, and three
+more pin torch SDPA to one backend with ``torch.nn.attention.sdpa_kernel``: ``sdpa-flash``
+(FlashAttention; float16 and bfloat16 only), ``sdpa-efficient`` (memory-efficient attention)
+and ``sdpa-math`` (the unfused reference). Times are taken between
+``torch.cuda.synchronize()`` calls; memory adds ``cuda_peak_bytes``, the growth of
+``torch.cuda.max_memory_allocated`` during one call, which also sees the workspace of fused
+kernels; there is no RSS. A variant (or peer) that cannot run on the device in that dtype is
+left out and named under ``skipped`` with its error. The CPU targets are not evaluated there.
+Writes ``efficient_<device>_<dtype>.json`` and ``.png`` (``efficient_cpu.json`` for the CPU
+in float32).
 """
 from __future__ import annotations
 
@@ -90,6 +103,19 @@ FLASH_BLOCK = 512
 NUM_FEATURES = 256
 BUCKET = 64
 D, B, H = 64, 1, 2
+#: Where and in which dtype the variants run (``--device``, ``--dtype``).
+DEVICE, DTYPE = torch.device("cpu"), torch.float32
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+SDPA_BACKENDS = {"sdpa-flash": "FLASH_ATTENTION", "sdpa-efficient": "EFFICIENT_ATTENTION",
+                 "sdpa-math": "MATH"}
+
+
+def results_stem(device=None, dtype=None):
+    """File name, without extension, of the results of one (device, dtype)."""
+    device, dtype = torch.device(device or DEVICE), dtype or DTYPE
+    if device.type == "cpu" and dtype == torch.float32:
+        return "efficient_cpu"
+    return f"efficient_{device.type}_{str(dtype).removeprefix('torch.')}"
 
 
 def make_peer(is_causal):
@@ -100,7 +126,7 @@ def make_peer(is_causal):
         return None
     return LocalAttention(window_size=WINDOW, causal=is_causal, look_backward=1,
                           look_forward=0 if is_causal else 1, exact_windowsize=True,
-                          autopad=True, use_rotary_pos_emb=False, dropout=0.0).eval()
+                          autopad=True, use_rotary_pos_emb=False, dropout=0.0).eval().to(DEVICE)
 
 
 def make_performer_peer(is_causal):
@@ -114,7 +140,8 @@ def make_performer_peer(is_causal):
         return None
     torch.manual_seed(0)  # the package draws its projection from the global generator
     with contextlib.redirect_stdout(io.StringIO()):  # it prints a notice in causal mode
-        return FastAttention(dim_heads=D, nb_features=NUM_FEATURES, causal=is_causal).eval()
+        return FastAttention(dim_heads=D, nb_features=NUM_FEATURES,
+                             causal=is_causal).eval().to(DEVICE)
 
 
 def make_reformer_peer(is_causal):
@@ -126,7 +153,7 @@ def make_reformer_peer(is_causal):
     except Exception:  # not installed (optional), or broken: skip it
         return None
     lsh = LSHAttention(bucket_size=BUCKET, n_hashes=2, causal=is_causal,
-                       allow_duplicate_attention=False).eval()
+                       allow_duplicate_attention=False).eval().to(DEVICE)
 
     def fn(q, k, v):
         b, h, n, d = q.shape
@@ -141,11 +168,30 @@ def make_reformer_peer(is_causal):
     return fn
 
 
+def sdpa_backend(backend):
+    """``build(n, is_causal)`` of torch SDPA pinned to one backend (a ``SDPBackend`` name)."""
+    def build(n, is_causal):
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        def fn(q, k, v):
+            with sdpa_kernel(getattr(SDPBackend, backend)):
+                return torch.nn.functional.scaled_dot_product_attention(q, k, v,
+                                                                       is_causal=is_causal)
+        return fn
+    return build
+
+
 def all_variants():
     """Every benchmarked attention, name -> ``attention_lib.efficient.zoo.Variant``: the
-    course's (``zoo.catalog``) and the peers that are installed (``pip install .[peers]``)."""
+    course's (``zoo.catalog``), the peers that are installed (``pip install .[peers]``) and,
+    on a GPU, torch SDPA pinned to each of its backends."""
     variants = zoo.catalog(head_dim=D, window=WINDOW, flash_block=FLASH_BLOCK,
-                           num_features=NUM_FEATURES, bucket_size=BUCKET)
+                           num_features=NUM_FEATURES, bucket_size=BUCKET, device=DEVICE)
+    if DEVICE.type == "cuda":
+        for name, backend in SDPA_BACKENDS.items():
+            variants[name] = zoo.Variant(name, "exact", "full", "16_flash_attention", True,
+                                         "time N^2, memory N (fused kernel)",
+                                         sdpa_backend(backend))
     if make_peer(False) is not None:
         variants["local-attention"] = zoo.Variant(
             "local-attention", "sparse", "window", "11_sparse_attention", True,
@@ -162,22 +208,50 @@ def all_variants():
 
 
 PEERS = ("local-attention", "performer-pytorch", "reformer-pytorch")
+_USABLE = {}  # (device, dtype) -> (variants that run there, {skipped name: reason})
+
+
+def usable_variants():
+    """:func:`all_variants` less those that fail on a small input on ``DEVICE`` in ``DTYPE``
+    (e.g. FlashAttention in float32 on a GPU, a peer that mixes dtypes); the skipped ones
+    with their error are in ``usable_variants.skipped``."""
+    key = (DEVICE, DTYPE)
+    if key not in _USABLE:
+        ok, skipped = {}, {}
+        q, k, v = inputs(4 * BUCKET, seed=3)
+        for name, var in all_variants().items():
+            try:
+                with torch.no_grad():
+                    for causal in (False, True) if var.causal else (False,):
+                        var.build(4 * BUCKET, causal)(q, k, v)
+                ok[name] = var
+            except Exception as err:  # recorded in the results, not fatal
+                skipped[name] = f"{type(err).__name__}: {str(err)[:200]}"
+        _USABLE[key] = (ok, skipped)
+    return _USABLE[key][0]
+
+
+def skipped_variants():
+    usable_variants()
+    return _USABLE[(DEVICE, DTYPE)][1]
 
 
 def variants(is_causal, n=None):
     """name -> fn(q, k, v) for every variant that supports ``is_causal``."""
-    return {name: var.build(n, is_causal) for name, var in all_variants().items()
+    return {name: var.build(n, is_causal) for name, var in usable_variants().items()
             if var.causal or not is_causal}
 
 
 def exact_names(fns):
-    allv = all_variants()
+    allv = usable_variants()
     return [name for name in fns if allv[name].family in ("exact", "sparse")]
 
 
 def inputs(n, seed=0):
+    """Unit Gaussian q, k, v of shape (B, H, n, D), drawn on the CPU (the same numbers on every
+    device), then moved to ``DEVICE`` in ``DTYPE``."""
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(B, H, n, D, generator=gen) for _ in range(3)]
+    return [torch.randn(B, H, n, D, generator=gen).to(DEVICE, DTYPE) for _ in range(3)]
 
 
 def check_correctness(is_causal, n=1024):
@@ -190,8 +264,8 @@ def check_correctness(is_causal, n=1024):
     fns = variants(is_causal, n)
     with torch.no_grad():
         for name in exact_names(fns):
-            ref = windowed if all_variants()[name].target == "window" else full
-            errs[name] = float((fns[name](q, k, v) - ref).abs().max())
+            ref = windowed if usable_variants()[name].target == "window" else full
+            errs[name] = float((fns[name](q, k, v).float() - ref.float()).abs().max())
     return errs
 
 
@@ -234,11 +308,25 @@ def performer_peer_diagnostics(n=2048, scales=(0.25, 0.5, 0.75, 1.0)):
             "note": "peer and ours draw different orthogonal projections (seed 0 each)"}
 
 
+def cuda_peak_bytes(fn, q, k, v):
+    """Growth of the CUDA allocator's peak during one call (fused kernels' workspace too)."""
+    torch.cuda.synchronize(DEVICE)
+    torch.cuda.reset_peak_memory_stats(DEVICE)
+    base = torch.cuda.memory_allocated(DEVICE)
+    with torch.no_grad():
+        out = fn(q, k, v)
+    torch.cuda.synchronize(DEVICE)
+    peak = torch.cuda.max_memory_allocated(DEVICE) - base
+    del out
+    return peak
+
+
 def time_sweep(sizes, repeats, is_causal):
     out = {}
     for n in sizes:
         q, k, v = inputs(n)
-        res = zoo.measure(all_variants(), q, k, v, is_causal=is_causal, repeats=repeats,
+        usable = usable_variants()
+        res = zoo.measure(usable, q, k, v, is_causal=is_causal, repeats=repeats,
                           window=WINDOW)
         out[n] = {name: {"time_s": r["time_s"], "time_min_s": r["time_min_s"],
                          "times_s": r["times_s"], "tracked_peak_bytes": r["peak_bytes"],
@@ -246,6 +334,10 @@ def time_sweep(sizes, repeats, is_causal):
                          "relative_error_vs_full": r["error_vs_full"],
                          "relative_error_vs_own_target": r["error_vs_target"]}
                   for name, r in res.items()}
+        if DEVICE.type == "cuda":
+            for name in res:
+                out[n][name]["cuda_peak_bytes"] = cuda_peak_bytes(
+                    usable[name].build(n, is_causal), q, k, v)
         line = "  ".join(f"{name} {r['time_s'] * 1e3:.1f} ms "
                          f"{r['tracked_peak_bytes'] / 2**20:.1f} MiB"
                          for name, r in out[n].items())
@@ -335,6 +427,12 @@ def summarise(sweep, rss, statistic="min"):
                                          for n in sizes},
              "relative_error_vs_full": {n: sweep[n][name]["relative_error_vs_full"]
                                         for n in sizes}}
+        if all("cuda_peak_bytes" in sweep[n][name] for n in sizes):
+            cm = [sweep[n][name]["cuda_peak_bytes"] for n in sizes]
+            s["cuda_memory_exponent"] = slope(sizes, cm)
+            s["cuda_memory_vs_naive"] = {n: sweep[n][name]["cuda_peak_bytes"]
+                                         / max(sweep[n]["naive"]["cuda_peak_bytes"], 1)
+                                         for n in sizes}
         if rss:
             rs = [n for n in sorted(rss) if name in rss[n] and "naive" in rss[n]]
             s["rss_bytes"] = {n: rss[n][name] for n in rs}
@@ -349,6 +447,9 @@ def summarise(sweep, rss, statistic="min"):
 def targets(results):
     """The targets at N = 8192 (non-causal): measured values and whether each was met."""
     nc = results["non_causal"]
+    config = results["config"]
+    if config.get("device", "cpu") != "cpu" or config["dtype"] != "float32":
+        return {}  # the targets are those of the CPU in float32
     if 8192 not in nc["sweep"]:
         return {}
     at = nc["sweep"][8192]
@@ -422,7 +523,9 @@ def plot(results, path):
             axes[0, col].plot(sizes, t, label=name, **style)
             if mode == "non_causal":
                 axes[0, 2].plot(sizes, sp, label=name, **style)
-                m = [sweep[n][name]["tracked_peak_bytes"] / 2**20 for n in sizes]
+                mem_key = ("cuda_peak_bytes" if "cuda_peak_bytes" in sweep[sizes[0]][name]
+                           else "tracked_peak_bytes")
+                m = [max(sweep[n][name][mem_key], 1) / 2**20 for n in sizes]
                 axes[1, 0].plot(sizes, m, label=name, **style)
             err = [sweep[n][name].get("relative_error_vs_full") for n in sizes]
             if None not in err:
@@ -433,7 +536,10 @@ def plot(results, path):
                              title=f"Error against full softmax, {mode.replace('_', '-')}")
     axes[0, 2].set(ylabel="speed-up over SDPA", title="Speed-up over torch SDPA, non-causal")
     axes[0, 2].axhline(1.0, color="gray", lw=0.8)
-    axes[1, 0].set(ylabel="peak tensor memory (MiB)", title="Peak memory, non-causal (tracked)")
+    on_gpu = results["config"].get("device", "cpu") != "cpu"
+    axes[1, 0].set(ylabel="peak memory (MiB)",
+                   title="Peak memory, non-causal (" + ("CUDA allocator)" if on_gpu
+                                                        else "tracked)"))
     sizes = sorted(results["non_causal"]["sweep"])
     for ax in axes.flat:
         ax.set(xscale="log", yscale="log", xlabel="sequence length N")
@@ -442,10 +548,12 @@ def plot(results, path):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
     m = results["machine"]
-    fig.suptitle(f"Attention on the CPU: D = {D}, (B, H) = ({B}, {H}), float32, local window "
-                 f"{WINDOW}, flash tiles {FLASH_BLOCK}, {NUM_FEATURES} random features; "
-                 f"dotted: other packages; {m['cpu_capability']}, {m['threads']} "
-                 f"thread{'s' if m['threads'] != 1 else ''}, torch {m['torch']}", fontsize=10)
+    where = (m["gpu"] if on_gpu else f"the CPU ({m['cpu_capability']}, {m['threads']} "
+             f"thread{'s' if m['threads'] != 1 else ''})")
+    fig.suptitle(f"Attention on {where}: D = {D}, (B, H) = ({B}, {H}), "
+                 f"{results['config']['dtype']}, local window {WINDOW}, flash tiles "
+                 f"{FLASH_BLOCK}, {NUM_FEATURES} random features; dotted: other packages; "
+                 f"torch {m['torch']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -464,13 +572,20 @@ def main(argv=None):
     p.add_argument("--statistic", choices=sorted(STATISTIC), default="min",
                    help="time of the repeats that ratios and exponents use (default: min; "
                         "the medians are kept in the JSON either way)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--replot", action="store_true",
                    help="no measurement: recompute the summaries, targets and PNG from the "
                         "JSON already in --out (e.g. with another --statistic)")
     args = p.parse_args(argv)
+    global DEVICE, DTYPE
+    DEVICE, DTYPE = torch.device(args.device), DTYPES[args.dtype]
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: CUDA is not available here")
+    stem = results_stem()
     if args.replot:  # no measurement: summaries, targets and figure again from the sweep
-        results = json.loads((args.out / "efficient_cpu.json").read_text())
+        results = json.loads((args.out / f"{stem}.json").read_text())
         results["config"]["time_statistic"] = args.statistic
         for mode in ("non_causal", "causal"):
             r = results[mode]
@@ -478,8 +593,8 @@ def main(argv=None):
             rss = {int(n): v for n, v in r["rss_bytes"].items()} if r.get("rss_bytes") else None
             r["summary"] = summarise(r["sweep"], rss, args.statistic)
         results["targets"] = targets(results)
-        (args.out / "efficient_cpu.json").write_text(json.dumps(results, indent=1, default=str))
-        plot(results, args.out / "efficient_cpu.png")
+        (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str))
+        plot(results, args.out / f"{stem}.png")
         return
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -487,10 +602,10 @@ def main(argv=None):
     if args.with_16k and 16384 not in sizes:
         sizes.append(16384)
     repeats = 3 if args.quick else args.repeats
-    if torch.cuda.is_available():
-        print("note: this benchmark measures the CPU; CUDA is not used")
+    if torch.cuda.is_available() and DEVICE.type == "cpu":
+        print("note: this run measures the CPU; --device cuda measures the GPU")
     load = os.getloadavg()[0]
-    if load > 0.5 * (os.cpu_count() or 1):
+    if DEVICE.type == "cpu" and load > 0.5 * (os.cpu_count() or 1):
         print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs: other processes "
               f"compete for the cores, and timings of many small operations suffer most")
     results = {
@@ -498,16 +613,23 @@ def main(argv=None):
                     "platform": platform.platform(), "processor": platform.processor(),
                     "threads": torch.get_num_threads(),
                     "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                    "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg()},
-        "config": {"D": D, "B": B, "H": H, "dtype": "float32", "window": WINDOW,
+                    "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg(),
+                    "gpu": (torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda"
+                            else None)},
+        "config": {"D": D, "B": B, "H": H, "device": DEVICE.type, "dtype": args.dtype,
+                   "window": WINDOW,
                    "flash_block": FLASH_BLOCK, "sizes": sizes, "repeats": repeats,
                    "num_features": NUM_FEATURES, "time_statistic": args.statistic,
                    "peer_local_attention": make_peer(False) is not None,
                    "peer_performer_pytorch": make_performer_peer(False) is not None,
                    "peer_reformer_pytorch": make_reformer_peer(False) is not None,
                    "memory": "tracked = attention_lib.efficient.memory.peak_memory; rss = "
-                             "VmHWM growth during one call in a fresh subprocess"},
+                             "VmHWM growth during one call in a fresh subprocess; "
+                             "cuda_peak_bytes = growth of torch.cuda.max_memory_allocated"},
+        "skipped": skipped_variants(),
     }
+    for name, reason in results["skipped"].items():
+        print(f"skipped {name}: {reason}")
     for mode, causal in (("non_causal", False), ("causal", True)):
         n_check = min(1024, max(sizes))
         print(f"== {mode}: correctness at N = {n_check}", flush=True)
@@ -516,7 +638,7 @@ def main(argv=None):
         print(f"== {mode}: time and tracked memory", flush=True)
         sweep = time_sweep(sizes, repeats, causal)
         rss = None
-        if mode == "non_causal" and not (args.quick or args.no_rss):
+        if mode == "non_causal" and DEVICE.type == "cpu" and not (args.quick or args.no_rss):
             print(f"== {mode}: peak RSS growth, one fresh process per point", flush=True)
             rss = rss_sweep(sizes, list(sweep[sizes[0]]), causal)
         results[mode] = {"max_abs_error": errs, "sweep": sweep, "rss_bytes": rss,
@@ -527,8 +649,8 @@ def main(argv=None):
     results["machine"]["load_average_after"] = os.getloadavg()
     results["targets"] = targets(results)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "efficient_cpu.json").write_text(json.dumps(results, indent=1, default=str))
-    plot(results, args.out / "efficient_cpu.png")
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str))
+    plot(results, args.out / f"{stem}.png")
     print("== summary (non-causal)")
     for name, s in results["non_causal"]["summary"].items():
         print(f"  {name:16s} time ~ N^{s['time_exponent']:.2f} "
@@ -537,7 +659,7 @@ def main(argv=None):
               f"N={sizes[-1]}: {s['speedup_vs_sdpa'][sizes[-1]]:.2f}x")
     for k, v in results["targets"].items():
         print(f"  target: {k}: {v['measured']:.3g} -> {'met' if v['met'] else 'MISSED'}")
-    print(f"wrote {args.out / 'efficient_cpu.json'} and {args.out / 'efficient_cpu.png'}")
+    print(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.png')}")
 
 
 if __name__ == "__main__":

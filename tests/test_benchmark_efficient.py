@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from helpers import load_benchmark
 
 
@@ -63,3 +66,64 @@ def test_replot_recomputes_the_summary_with_the_chosen_statistic(tmp_path):
     assert s["speedup_vs_sdpa"]["128"] == (sweep["128"]["sdpa"]["time_s"]
                                            / sweep["128"]["flash"]["time_s"])
     assert again["non_causal"]["sweep"] == first["non_causal"]["sweep"]  # nothing re-measured
+
+
+def test_another_dtype_has_its_own_results_and_no_cpu_targets(tmp_path):
+    """--dtype runs every variant in that dtype and writes efficient_<device>_<dtype>.json; the
+    exact variants stay within bfloat16's rounding of the float64 reference."""
+    bench = load_benchmark("efficient")
+    try:
+        bench.main(["--sizes", "128", "256", "--repeats", "1", "--dtype", "bfloat16", "--no-rss",
+                    "--out", str(tmp_path)])
+    finally:
+        bench.DEVICE, bench.DTYPE = torch.device("cpu"), torch.float32
+    assert not (tmp_path / "efficient_cpu.json").exists()
+    results = json.loads((tmp_path / "efficient_cpu_bfloat16.json").read_text())
+    assert (tmp_path / "efficient_cpu_bfloat16.png").stat().st_size > 0
+    assert (results["config"]["device"], results["config"]["dtype"]) == ("cpu", "bfloat16")
+    assert results["targets"] == {} and isinstance(results["skipped"], dict)
+    for mode in ("non_causal", "causal"):
+        errors = results[mode]["max_abs_error"]
+        assert {"naive", "sdpa", "flash", "local"} <= set(errors)
+        assert all(e < 5e-2 for e in errors.values()), errors
+        at = results[mode]["sweep"]["256"]
+        for name in ("naive", "sdpa", "flash"):  # bfloat16 keeps 8 bits of mantissa
+            assert 1e-4 < at[name]["relative_error_vs_full"] < 2e-2, (name, at[name])
+        assert "cuda_peak_bytes" not in at["sdpa"]  # only on a GPU
+
+
+def test_a_variant_that_cannot_run_is_skipped_with_its_error(monkeypatch):
+    bench = load_benchmark("efficient")
+
+    def broken(n, is_causal):
+        def fn(q, k, v):
+            raise RuntimeError("no kernel for this dtype")
+        return fn
+
+    catalog = bench.all_variants()
+    catalog["broken"] = bench.zoo.Variant("broken", "exact", "full", "16_flash_attention", True,
+                                          "-", broken)
+    monkeypatch.setattr(bench, "all_variants", lambda: catalog)
+    monkeypatch.setattr(bench, "_USABLE", {})
+    assert "broken" not in bench.usable_variants() and "sdpa" in bench.usable_variants()
+    assert bench.skipped_variants() == {"broken": "RuntimeError: no kernel for this dtype"}
+
+
+def test_sdpa_pinned_to_the_math_backend_is_exact():
+    bench = load_benchmark("efficient")
+    q, k, v = bench.inputs(96, seed=4)
+    for causal in (False, True):
+        out = bench.sdpa_backend("MATH")(96, causal)(q, k, v)
+        ref = bench.reference_attention(q, k, v, is_causal=causal)
+        assert (out - ref).abs().max() < 1e-5
+
+
+def test_cuda_is_refused_clearly_where_there_is_none(capsys):
+    bench = load_benchmark("efficient")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(SystemExit):
+        bench.main(["--device", "cuda", "--quick"])
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert bench.results_stem("cpu", torch.float32) == "efficient_cpu"
+    assert bench.results_stem("cuda", torch.float16) == "efficient_cuda_float16"

@@ -72,6 +72,19 @@ class Variant:
     build: Callable[[int, bool], AttentionFn]
 
 
+def _follows_input(t: Tensor, *, dtype: bool = False) -> Callable[[Tensor], Tensor]:
+    """``like -> t`` on ``like``'s device (and dtype, with ``dtype=True``), copied there once
+    and then kept: a fixed projection must not be copied to the GPU again at every call."""
+    cache: Dict[tuple, Tensor] = {}
+
+    def on(like: Tensor) -> Tensor:
+        key = (like.device, like.dtype if dtype else t.dtype)
+        if key not in cache:
+            cache[key] = t.to(device=key[0], dtype=key[1])
+        return cache[key]
+    return on
+
+
 def _naive(q: Tensor, k: Tensor, v: Tensor, is_causal: bool) -> Tensor:
     """softmax(Q K^T / sqrt(D)) V written out: the (B, H, N, N) matrix in memory."""
     s = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, N, N)
@@ -123,15 +136,15 @@ def catalog(*, head_dim: int = 64, window: int = 256, flash_block: int = 512,
         if c:
             raise ValueError("Linformer cannot be causal: it mixes the sequence axis")
         gen = torch.Generator().manual_seed(seed)
-        e, f = (linformer_projection(min(projected_length, n), n, generator=gen)
-                for _ in range(2))
-        return lambda q, k, v: linformer_attention(q, k, v, e.to(q.device), f.to(q.device))
+        e, f = (_follows_input(linformer_projection(min(projected_length, n), n, generator=gen),
+                               dtype=True) for _ in range(2))
+        return lambda q, k, v: linformer_attention(q, k, v, e(q), f(q))
 
     def lsh(n, c):
         n_buckets = max(2, 2 * (n // (2 * bucket_size)))  # even, about N / bucket_size
-        rot = random_rotations(head_dim, n_buckets, n_hashes=2,
-                               generator=torch.Generator().manual_seed(seed))
-        return lambda q, k, v: lsh_attention(q, v, rot.to(q.device), chunk_size=bucket_size,
+        rot = _follows_input(random_rotations(head_dim, n_buckets, n_hashes=2,
+                                              generator=torch.Generator().manual_seed(seed)))
+        return lambda q, k, v: lsh_attention(q, v, rot(q), chunk_size=bucket_size,
                                              is_causal=c)
 
     def routing(n, c):
@@ -153,8 +166,10 @@ def catalog(*, head_dim: int = 64, window: int = 256, flash_block: int = 512,
                                       bucket_size, is_causal=c)
         return fn
 
+    on_input = _follows_input(proj)
+
     def with_proj(fn):
-        return lambda n, c: (lambda q, k, v: fn(q, k, v, proj.to(q.device), is_causal=c))
+        return lambda n, c: (lambda q, k, v: fn(q, k, v, on_input(q), is_causal=c))
 
     variants = [
         Variant("uniform", "baseline", None, "02_attention_pooling", True,
@@ -190,7 +205,7 @@ def catalog(*, head_dim: int = 64, window: int = 256, flash_block: int = 512,
                 "time N m D, memory N m", with_proj(performer_attention)),
         Variant("favor++", "random features", "full", "15_random_features", False,
                 "time N m D, memory N m",
-                lambda n, c: (lambda q, k, v: performer_attention(q, k, v, proj.to(q.device),
+                lambda n, c: (lambda q, k, v: performer_attention(q, k, v, on_input(q),
                                                                   kind="optimized"))),
     ]
     return {v.name: v for v in variants}
