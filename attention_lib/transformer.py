@@ -311,7 +311,25 @@ class TransformerDecoderLayer(nn.Module):
 
 
 # --------------------------------------------------------------------------- stacks
-class TransformerEncoder(nn.Module):
+class _LayerStack(nn.Module):
+    """``num_layers`` layers of class ``layer_class`` and, when pre-norm, a final norm (built
+    after the layers, so that a seed gives the same weights as before)."""
+
+    layer_class: type
+
+    def __init__(self, num_layers: int, d_model: int, num_heads: int, dim_feedforward: int,
+                 dropout: float = 0.0, *, norm_first: bool = False, activation="relu",
+                 norm: str = "layer", layer_norm_eps: float = 1e-5):
+        super().__init__()
+        _positive_int("num_layers", num_layers)
+        self.layers = nn.ModuleList(
+            self.layer_class(d_model, num_heads, dim_feedforward, dropout,
+                             norm_first=norm_first, activation=activation, norm=norm,
+                             layer_norm_eps=layer_norm_eps) for _ in range(num_layers))
+        self.norm = _make_norm(norm, d_model, layer_norm_eps) if norm_first else None
+
+
+class TransformerEncoder(_LayerStack):
     """``num_layers`` :class:`TransformerEncoderLayer` s; with ``norm_first=True`` a final
     normalisation (of kind ``norm``) after the last layer, as pre-norm models need (their
     residual stream is never normalised otherwise).
@@ -320,16 +338,7 @@ class TransformerEncoder(nn.Module):
         x: (B, N, d_model) -> (B, N, d_model), or ``(out, [weights (B, H, N, N) per layer])``.
     """
 
-    def __init__(self, num_layers: int, d_model: int, num_heads: int, dim_feedforward: int,
-                 dropout: float = 0.0, *, norm_first: bool = False, activation="relu",
-                 norm: str = "layer", layer_norm_eps: float = 1e-5):
-        super().__init__()
-        _positive_int("num_layers", num_layers)
-        self.layers = nn.ModuleList(
-            TransformerEncoderLayer(d_model, num_heads, dim_feedforward, dropout,
-                                    norm_first=norm_first, activation=activation, norm=norm,
-                                    layer_norm_eps=layer_norm_eps) for _ in range(num_layers))
-        self.norm = _make_norm(norm, d_model, layer_norm_eps) if norm_first else None
+    layer_class = TransformerEncoderLayer
 
     def forward(self, x: Tensor, *, mask: Optional[Tensor] = None,
                 valid: Optional[Tensor] = None, return_weights: bool = False):
@@ -343,7 +352,7 @@ class TransformerEncoder(nn.Module):
         return (x, weights) if return_weights else x
 
 
-class TransformerDecoder(nn.Module):
+class TransformerDecoder(_LayerStack):
     """``num_layers`` :class:`TransformerDecoderLayer` s (+ a final norm when pre-norm).
 
     forward(x, memory, *, mask=None, memory_mask=None, is_causal=True, past=None,
@@ -354,16 +363,7 @@ class TransformerDecoder(nn.Module):
         earlier positions (see :meth:`inputs` and incremental decoding in :class:`Transformer`).
     """
 
-    def __init__(self, num_layers: int, d_model: int, num_heads: int, dim_feedforward: int,
-                 dropout: float = 0.0, *, norm_first: bool = False, activation="relu",
-                 norm: str = "layer", layer_norm_eps: float = 1e-5):
-        super().__init__()
-        _positive_int("num_layers", num_layers)
-        self.layers = nn.ModuleList(
-            TransformerDecoderLayer(d_model, num_heads, dim_feedforward, dropout,
-                                    norm_first=norm_first, activation=activation, norm=norm,
-                                    layer_norm_eps=layer_norm_eps) for _ in range(num_layers))
-        self.norm = _make_norm(norm, d_model, layer_norm_eps) if norm_first else None
+    layer_class = TransformerDecoderLayer
 
     def forward(self, x: Tensor, memory: Tensor, *, mask: Optional[Tensor] = None,
                 memory_mask: Optional[Tensor] = None, is_causal: bool = True,
