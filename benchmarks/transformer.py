@@ -34,7 +34,13 @@ their results to ``transformer_variants.json``::
     python benchmarks/transformer.py --variant layer_random --no-bucket
     python benchmarks/transformer.py --variant batch_random --no-bucket --norm batch
 
-Deterministic on the CPU for a given thread count (``--threads``, default 1). One seed.
+Other seeds (each draws the initial weights and the order of the batches) are comparison runs
+too; chapter 10 reads them beside the Part I models' seeds::
+
+    python benchmarks/transformer.py --variant seed1 --seed 1
+    python benchmarks/transformer.py --variant seed2 --seed 2
+
+Deterministic on the CPU for a given thread count (``--threads``, default 1).
 """
 from __future__ import annotations
 
