@@ -280,9 +280,13 @@ def test_benchmark_script_smoke(tmp_path):
     bench = load_benchmark("visual_attention")
     data = bench.main(["--steps", "2", "--n-train", "64", "--n-test", "8", "--batch-size", "8",
                        "--channels", "8", "--hidden-size", "8", "--embed-dim", "8",
-                       "--no-progress", "--out", str(tmp_path)])
+                       "--no-progress", "--seeds", "0", "1", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "visual_attention.json").read_text())
     assert set(saved) >= {"attention", "plain"} and saved["attention"]["steps"] == 2
+    assert saved["attention"]["seed"] == 0                    # the shipped model's record
+    for kind in ("attention", "plain"):                      # and every seed's
+        assert set(saved["seeds"][kind]) == {"0", "1"}
+        assert saved["seeds"][kind]["0"] == saved[kind] and saved["seeds"][kind]["1"]["seed"] == 1
     assert 0.0 <= saved["attention"]["pointing"] <= 1.0 and "pointing" not in saved["plain"]
     assert data["plain"]["bleu"] == saved["plain"]["bleu"]
     for kind in ("attention", "plain"):
