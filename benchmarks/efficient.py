@@ -213,8 +213,8 @@ _USABLE = {}  # (device, dtype) -> (variants that run there, {skipped name: reas
 
 def usable_variants():
     """:func:`all_variants` less those that fail on a small input on ``DEVICE`` in ``DTYPE``
-    (e.g. FlashAttention in float32 on a GPU, a peer that mixes dtypes); the skipped ones
-    with their error are in ``usable_variants.skipped``."""
+    (e.g. FlashAttention in float32 on a GPU, a peer that mixes dtypes); the skipped ones,
+    with their errors, are given by :func:`skipped_variants`."""
     key = (DEVICE, DTYPE)
     if key not in _USABLE:
         ok, skipped = {}, {}
