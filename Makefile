@@ -18,6 +18,9 @@ VENV        := .venv
 PYTHON      ?= $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
 JOBS        ?= 2
+# Each of the JOBS notebook workers gets its share of the cores: more threads than cores make
+# torch's parallel regions wait on each other, and the chapters' timings with them.
+NB_THREADS  ?= $(shell n=$$(( $$(nproc) / $(JOBS) )); echo $$(( n > 0 ? n : 1 )))
 # The environment is only built when we use our own .venv; PYTHON=... uses what exists.
 ENV_DEP     := $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(STAMP),)
 TORCH_PIN   := $(shell grep -E '^torch==' requirements.txt)
@@ -58,7 +61,7 @@ test-lib: $(ENV_DEP)
 	$(PYTHON) -m pytest tests -n $(JOBS) -q --ignore=tests/site --ignore=tests/colab
 
 test-notebooks: $(ENV_DEP)
-	$(PYTHON) -m pytest $(NBVAL_FLAGS) -n $(JOBS) --dist loadfile -q $(NOTEBOOKS)
+	OMP_NUM_THREADS=$(NB_THREADS) $(PYTHON) -m pytest $(NBVAL_FLAGS) -n $(JOBS) --dist loadfile -q $(NOTEBOOKS)
 
 # Browser tests of the built site (skipped, with the reason, when chromium is missing).
 test-site: $(ENV_DEP)
