@@ -127,3 +127,24 @@ def test_cuda_is_refused_clearly_where_there_is_none(capsys):
     assert "CUDA is not available" in capsys.readouterr().err
     assert bench.results_stem("cpu", torch.float32) == "efficient_cpu"
     assert bench.results_stem("cuda", torch.float16) == "efficient_cuda_float16"
+
+
+def test_performer_peer_with_our_projection_and_no_eps_computes_our_output(tmp_path):
+    """The diagnostics give performer-pytorch our projections: with its eps set to 0 it must
+    reproduce our Performer, and its default eps must pull the output towards the uniform
+    average once q and k are large. --diagnostics-only rewrites just that section."""
+    pytest.importorskip("performer_pytorch")
+    bench = load_benchmark("efficient")
+    diag = bench.performer_peer_diagnostics(n=256, scales=(0.25, 1.0), draws=2)
+    assert diag["peer_projection_is_ours"] and diag["draws"] == 2
+    quarter, one = diag["rows"]
+    for row in (quarter, one):
+        assert row["max relative difference, package eps=0 vs ours"] < 1e-5, row
+        assert abs(row["performer-pytorch eps=0"] - row["performer"]) < 1e-4 * row["performer"]
+    assert (one["performer-pytorch eps=0.0001 distance to uniform"]
+            < one["performer-pytorch eps=0 distance to uniform"])
+    (tmp_path / "efficient_cpu.json").write_text(json.dumps({"targets": {"kept": 1}}))
+    bench.main(["--diagnostics-only", "--out", str(tmp_path)])
+    written = json.loads((tmp_path / "efficient_cpu.json").read_text())
+    assert written["targets"] == {"kept": 1}
+    assert written["performer_peer_diagnostics"]["rows"][-1]["scale"] == 1.0
