@@ -617,8 +617,14 @@ def main(argv=None):
     stem = results_stem()
     if args.diagnostics_only:
         path = args.out / f"{stem}.json"
+        if not path.is_file():
+            p.error(f"--diagnostics-only updates {path}, which does not exist: run the "
+                    "benchmark first")
         results = json.loads(path.read_text())
-        results["performer_peer_diagnostics"] = performer_peer_diagnostics()
+        diag = performer_peer_diagnostics()
+        if diag is None:
+            p.error("--diagnostics-only needs performer-pytorch (pip install .[peers])")
+        results["performer_peer_diagnostics"] = diag
         path.write_text(json.dumps(results, indent=1, default=str))
         print(f"wrote the diagnostics into {path}")
         return
