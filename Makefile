@@ -90,8 +90,8 @@ test-gpu:
 
 # Solutions pass every check; the bundle students get holds no solution or hidden check.
 exercises: $(ENV_DEP)
-	$(PYTHON) -m attention_lib.grading selftest
-	$(PYTHON) -m attention_lib.grading bundle _build/exercises
+	$(PYTHON) -m attention_course.grading selftest
+	$(PYTHON) -m attention_course.grading bundle _build/exercises
 
 bench: $(ENV_DEP)
 	@ls benchmarks/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }; \

@@ -30,11 +30,11 @@ Where things live (the modules follow the book's parts):
 * :mod:`~attention_lib.scenes` -- synthetic scenes with captions and a gold region per word
 * :mod:`~attention_lib.vision` -- a captioner that attends over a CNN grid, pointing accuracy,
   squeeze-and-excitation, CBAM, a tiny ViT                                  (Part IV, ch. 18)
-* :mod:`~attention_lib.checks` -- ``check(name, fn)``: the exercises' in-notebook feedback
-* :mod:`~attention_lib.grading` -- the ``attention-grade`` command for instructors (imported
-  on demand: ``python -m attention_lib.grading``)
 * :mod:`~attention_lib.plot` -- heatmaps and curves
 * :mod:`~attention_lib.utils` -- seeding, device choice, importing d2l offline
+
+The exercises' checks and the grader are a separate package, ``attention_course``, which
+imports this one; nothing here imports it.
 
 Conventions: layout (B, H, N, D); masks are bool with True = may attend; fully masked rows
 give zeros, never NaN. Each module lists its public names in ``__all__``; all of them are
@@ -42,9 +42,8 @@ re-exported here.
 """
 __version__ = "0.1.0"
 
-from . import (checks, complexity, data, efficient, diagnostics, functional, layers, masks, metrics, multihead,
+from . import (complexity, data, efficient, diagnostics, functional, layers, masks, metrics, multihead,
                plot, pooling, position, pretrained, scenes, seq2seq, train, transformer, utils, vision)
-from .checks import check  # noqa: F401
 from .complexity import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
 from .diagnostics import *  # noqa: F401,F403
@@ -66,5 +65,5 @@ from .vision import *  # noqa: F401,F403
 
 _MODULES = (complexity, data, diagnostics, functional, layers, masks, metrics, multihead, plot,
             pooling, position, pretrained, scenes, seq2seq, train, transformer, utils, vision)
-__all__ = ["__version__", "checks", "check", "efficient"] + [m.__name__.rsplit(".", 1)[1] for m in _MODULES] + sorted(
+__all__ = ["__version__", "efficient"] + [m.__name__.rsplit(".", 1)[1] for m in _MODULES] + sorted(
     {name for m in _MODULES for name in m.__all__})

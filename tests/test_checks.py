@@ -1,4 +1,4 @@
-"""The exercise checks (attention_lib.checks): specs, notebooks, solutions, stubs, hints.
+"""The exercise checks (attention_course.checks): specs, notebooks, solutions, stubs, hints.
 
 * every instructor solution passes every public and hidden check;
 * every stub of the student notebooks fails every check of its exercise (inverted validation:
@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from attention_lib.checks import (TIERS, assignments, check, get_assignment, get_exercise,
+from attention_course.checks import (TIERS, assignments, check, get_assignment, get_exercise,
                                   run_checks)
-from attention_lib.checks.compare import compare_tensors
-from attention_lib.checks.probe import run_probe, sanitize
-from attention_lib.grading.instructor import load_hidden_checks, load_solutions
-from attention_lib.grading.notebook import exercise_cells
+from attention_course.checks.compare import compare_tensors
+from attention_course.checks.probe import run_probe, sanitize
+from attention_course.grading.instructor import load_hidden_checks, load_solutions
+from attention_course.grading.notebook import exercise_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = ROOT / "exercises"
@@ -86,8 +86,8 @@ def test_hidden_checks_are_hidden_and_distinct():
 
 
 def test_check_outputs_fit_what_the_grader_accepts():
-    from attention_lib.checks.compare import expected_output
-    from attention_lib.checks.probe import MAX_NUMEL
+    from attention_course.checks.compare import expected_output
+    from attention_course.checks.probe import MAX_NUMEL
     for ex_name, checks in [(ex.name, list(ex.checks) + HIDDEN.get(ex.name, []))
                             for _, ex in FUNCTIONS]:
         ex = get_exercise(ex_name)
@@ -139,178 +139,22 @@ def test_signatures_match_the_spec(a, ex):
 
 
 # --------------------------------------------------------------------------- mistakes
-def _softmax_rows(s, mask=None, fill=float("-inf")):
-    return (s if mask is None else s.masked_fill(~mask, fill)).softmax(-1)
-
-
-def _box(q, k, h, inside=None, norm_dim=-1):
-    inside = (q[:, None] - k[None, :]).abs() <= h if inside is None else inside
-    w = inside.to(q.dtype)
-    s = w.sum(norm_dim, keepdim=True)
-    return w / torch.where(s > 0, s, torch.ones_like(s))
-
-
-def _loo(x, y, h, how):
-    n = len(x)
-    s = -(x[:, None] - x[None, :]) ** 2 / (2 * h**2)
-    eye = torch.eye(n, dtype=torch.bool)
-    if how == "no mask":
-        w = torch.softmax(s, -1)
-    elif how == "after":
-        w = torch.softmax(s, -1).masked_fill(eye, 0.0)
-    elif how == "inverted":
-        w = torch.softmax(s.masked_fill(~eye, float("-inf")), -1)
-    else:
-        w = torch.softmax(s.masked_fill(eye, float("-inf")), 0 if how == "dim0" else -1)
-    err = (w @ y - y) ** 2
-    return {"sum": err.sum(), "rmse": err.mean().sqrt()}.get(how, err.mean())
-
-
-def _sdpa(q, k, v, m, scale="sqrt", dim=-1, how="fill"):
-    d = q.shape[-1]
-    s = q @ k.transpose(-2, -1) * {"sqrt": d ** -0.5, "none": 1.0, "d": 1.0 / d,
-                                   "times": d ** 0.5}[scale]
-    if m is None or how == "ignore":
-        return s.softmax(dim) @ v
-    if how == "after":
-        return (s.softmax(-1) * m) @ v
-    if how == "inverted":
-        m = ~m
-    if how in ("fill", "inverted"):
-        # a correct masked softmax (zeros on empty rows), along `dim`
-        s = s.masked_fill(~m, float("-inf"))
-        mx = s.amax(dim, keepdim=True)
-        e = torch.exp(s - torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx)))
-        tot = e.sum(dim, keepdim=True)
-        return e / torch.where(tot > 0, tot, torch.ones_like(tot)) @ v
-    return s.masked_fill(~m, {"nan": float("-inf"), "1e9": -1e9}[how]).softmax(-1) @ v
-
-
-def _concat(q, k, w, v, swap=False, act=torch.tanh, reduce="v"):
-    dq, dk = q.shape[-1], k.shape[-1]
-    wq, wk = (w[:, dk:], w[:, :dk]) if swap else (w[:, :dq], w[:, dq:])
-    hidden = act((q @ wq.T)[:, :, None, :] + (k @ wk.T)[:, None, :, :])
-    return hidden.sum(-1) if reduce == "sum" else hidden @ v
-
-
-def _heads(x, h, how):
-    b, n, e = x.shape
-    if how == "view":
-        return x.view(b, h, n, e // h) if x.is_contiguous() else x.reshape(b, h, n, e // h)
-    if how == "interleave":
-        return x.reshape(b, n, e // h, h).permute(0, 3, 1, 2)
-    return x.reshape(b, n, h, e // h).transpose(1, 2)
-
-
-def _mh(q, k, h, split="good", scale="head"):
-    qh, kh = _heads(q, h, split), _heads(k, h, split)
-    d = {"head": q.shape[-1] // h, "model": q.shape[-1]}.get(scale)
-    return qh @ kh.transpose(-2, -1) * (1.0 if scale == "none" else d ** -0.5)
-
-
-# Written the way a student would, independently of the variants in the chapter modules.
-BUGGY = {
-    ("nw_gaussian", "weights not normalised"):
-        lambda q, k, v, h: torch.exp(-(q[:, None] - k) ** 2 / (2 * h**2)) @ v,
-    ("nw_gaussian", "kernel density not normalised"):
-        lambda q, k, v, h: (torch.exp(-0.5 * ((q[:, None] - k) / h) ** 2)
-                            / (h * math.sqrt(2 * math.pi))) @ v,
-    ("nw_gaussian", "softmax over the queries"):
-        lambda q, k, v, h: torch.softmax(-(q[:, None] - k) ** 2 / (2 * h**2), dim=0) @ v,
-    ("nw_gaussian", "missing 1/2"):
-        lambda q, k, v, h: torch.softmax(-(q[:, None] - k) ** 2 / h**2, dim=-1) @ v,
-    ("nw_gaussian", "h not squared"):
-        lambda q, k, v, h: torch.softmax(-(q[:, None] - k) ** 2 / (2 * h), dim=-1) @ v,
-    ("nw_gaussian", "multiplied by h"):
-        lambda q, k, v, h: torch.softmax(-((q[:, None] - k) * h) ** 2 / 2, dim=-1) @ v,
-    ("nw_gaussian", "underflow"):
-        lambda q, k, v, h: (lambda w: (w / w.sum(1, keepdim=True)) @ v)(
-            torch.exp(-(q[:, None] - k) ** 2 / (2 * h**2))),
-    ("nw_gaussian", "ignores the queries"):
-        lambda q, k, v, h: v.mean(dim=0, keepdim=True).repeat(len(q), 1),
-    ("boxcar_weights", "inverted mask"):
-        lambda q, k, h: _box(q, k, h, inside=(q[:, None] - k).abs() > h),
-    ("boxcar_weights", "indicator not normalised"):
-        lambda q, k, h: ((q[:, None] - k).abs() <= h).to(q.dtype),
-    ("boxcar_weights", "kernel not normalised"):
-        lambda q, k, h: torch.where((q[:, None] - k).abs() <= h, 0.5, 0.0).to(q.dtype),
-    ("boxcar_weights", "NaN on empty rows"):
-        lambda q, k, h: (lambda m: m / m.sum(-1, keepdim=True))(
-            ((q[:, None] - k).abs() <= h).to(q.dtype)),
-    ("boxcar_weights", "strict inequality"):
-        lambda q, k, h: _box(q, k, h, inside=(q[:, None] - k).abs() < h),
-    ("boxcar_weights", "normalised over the queries"): lambda q, k, h: _box(q, k, h, norm_dim=0),
-    ("boxcar_weights", "window of width h"):
-        lambda q, k, h: _box(q, k, h, inside=(q[:, None] - k).abs() <= h / 2),
-    ("loo_mse", "no mask"): lambda x, y, h: _loo(x, y, h, "no mask"),
-    ("loo_mse", "mask after softmax"): lambda x, y, h: _loo(x, y, h, "after"),
-    ("loo_mse", "inverted mask"): lambda x, y, h: _loo(x, y, h, "inverted"),
-    ("loo_mse", "softmax over the queries"): lambda x, y, h: _loo(x, y, h, "dim0"),
-    ("loo_mse", "sum instead of mean"): lambda x, y, h: _loo(x, y, h, "sum"),
-    ("loo_mse", "root mean square"): lambda x, y, h: _loo(x, y, h, "rmse"),
-    ("masked_softmax", "inverted mask"): lambda s, mask=None: _ms(s, mask, "inverted"),
-    ("masked_softmax", "mask after softmax"): lambda s, mask=None: _ms(s, mask, "after"),
-    ("masked_softmax", "mask ignored"): lambda s, mask=None: torch.softmax(s, dim=-1),
-    ("masked_softmax", "NaN on fully masked rows"): lambda s, mask=None: _softmax_rows(s, mask),
-    ("masked_softmax", "large negative fill"):
-        lambda s, mask=None: _softmax_rows(s, mask, fill=-1e9),
-    ("masked_softmax", "zero fill"): lambda s, mask=None: _softmax_rows(s, mask, fill=0.0),
-    ("masked_softmax", "softmax over the queries"): lambda s, mask=None: _ms(s, mask, "dim-2"),
-    ("scaled_dot_product_attention", "no scale"):
-        lambda q, k, v, attn_mask=None: _sdpa(q, k, v, attn_mask, scale="none"),
-    ("scaled_dot_product_attention", "scale 1/D"):
-        lambda q, k, v, attn_mask=None: _sdpa(q, k, v, attn_mask, scale="d"),
-    ("scaled_dot_product_attention", "scale sqrt(D)"):
-        lambda q, k, v, attn_mask=None: _sdpa(q, k, v, attn_mask, scale="times"),
-    ("scaled_dot_product_attention", "softmax over the queries"):
-        lambda q, k, v, attn_mask=None: _sdpa(q, k, v, attn_mask, dim=-2),
-    ("scaled_dot_product_attention", "inverted mask"):
-        lambda q, k, v, attn_mask=None: _sdpa(q, k, v, attn_mask, how="inverted"),
-    ("scaled_dot_product_attention", "mask after softmax"):
-        lambda q, k, v, attn_mask=None: _sdpa(q, k, v, attn_mask, how="after"),
-    ("scaled_dot_product_attention", "mask ignored"):
-        lambda q, k, v, attn_mask=None: _sdpa(q, k, v, attn_mask, how="ignore"),
-    ("scaled_dot_product_attention", "NaN on fully masked rows"):
-        lambda q, k, v, attn_mask=None: _sdpa(q, k, v, attn_mask, how="nan"),
-    ("scaled_dot_product_attention", "large negative fill"):
-        lambda q, k, v, attn_mask=None: _sdpa(q, k, v, attn_mask, how="1e9"),
-    ("concat_score", "halves swapped"): lambda q, k, w, v: _concat(q, k, w, v, swap=True),
-    ("concat_score", "no tanh"): lambda q, k, w, v: _concat(q, k, w, v, act=lambda x: x),
-    ("concat_score", "sum instead of v"): lambda q, k, w, v: _concat(q, k, w, v, reduce="sum"),
-    ("multi_head_scores", "view without transpose"): lambda q, k, h: _mh(q, k, h, split="view"),
-    ("multi_head_scores", "scaled by the model dim"): lambda q, k, h: _mh(q, k, h, scale="model"),
-    ("multi_head_scores", "no scale"): lambda q, k, h: _mh(q, k, h, scale="none"),
-    ("multi_head_scores", "heads interleaved"): lambda q, k, h: _mh(q, k, h, split="interleave"),
-}
-
-
-def _ms(s, mask, how):
-    if mask is None:
-        return torch.softmax(s, dim=-2 if how == "dim-2" else -1)
-    if how == "after":
-        return torch.softmax(s, dim=-1) * mask
-    keep = ~mask if how == "inverted" else mask
-    dim = -2 if how == "dim-2" else -1
-    s = s.masked_fill(~keep, float("-inf"))
-    mx = s.amax(dim, keepdim=True)
-    e = torch.exp(s - torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx)))
-    tot = e.sum(dim, keepdim=True)
-    return e / torch.where(tot > 0, tot, torch.ones_like(tot))
-
-
 def _chapter_buggy():
-    """Later chapters keep their buggy implementations beside this file, one module per
-    chapter: ``tests/mistakes_chNN.py`` defining ``BUGGY = {(exercise, mistake): fn}``."""
-    import importlib
+    """Every chapter keeps its buggy implementations in one module,
+    ``tests/mistakes/chNN_<name>.py``, defining ``BUGGY = {(exercise, mistake): fn}``."""
+    import importlib.util
     out = {}
-    for path in sorted(Path(__file__).parent.glob("mistakes_ch[0-9][0-9].py")):
-        extra = importlib.import_module(path.stem).BUGGY
-        assert not set(extra) & (set(BUGGY) | set(out)), path.name
+    for path in sorted((Path(__file__).parent / "mistakes").glob("ch[0-9][0-9]_*.py")):
+        spec = importlib.util.spec_from_file_location(f"mistakes_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        extra = module.BUGGY
+        assert not set(extra) & set(out), path.name
         out.update(extra)
     return out
 
 
-BUGGY.update(_chapter_buggy())
+BUGGY = _chapter_buggy()
 MISTAKES = [(ex.name, m) for _, ex in FUNCTIONS for m in ex.mistakes]
 
 
@@ -405,7 +249,7 @@ def test_inputs_are_copies():
     def inplace(scores, mask=None):  # d2l's masked_softmax writes into its input
         if mask is not None:
             scores.masked_fill_(~mask, float("-inf"))
-        return _ms(scores, mask, "good")
+        return torch.softmax(scores, -1).nan_to_num(0.0)
     first = check("masked_softmax", inplace, verbose=False)
     failed = [r for r in first.results if not r.passed]
     # the values are right (every check got fresh copies of its inputs); only autograd objects
@@ -443,8 +287,8 @@ def test_sanitize_and_probe_never_raise():
 
 # --------------------------------------------------------------------------- claims
 def test_open_ended_targets_are_reachable():
-    from attention_lib.checks.chapters import ch02_attention_pooling as ch02
-    from attention_lib.checks.chapters import ch03_scoring_functions as ch03
+    from attention_course.checks.chapters import ch02_attention_pooling as ch02
+    from attention_course.checks.chapters import ch03_scoring_functions as ch03
     best = ch02.best_gaussian_on_grid()
     assert abs(best - 0.42) < 0.005  # "about 0.42", as the notebook says
     assert ch02.loo_of_setting("boxcar", 0.45) < best  # another kernel does beat it
@@ -480,3 +324,19 @@ def test_exercise_notebook_conventions(name):
             assert isinstance(tree.body[0], ast.Assign) and "None" in src
         later = [_src(c) for c in cells[i + 1:] if c["cell_type"] == "code"]
         assert any(f'check("{ex.name}", {ex.name})' in s for s in later[:3])
+
+
+def test_exercise_index_lists_every_exercise_and_its_files():
+    """attention_course/README.md is the one index of each exercise's five files."""
+    readme = (ROOT / "attention_course" / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| ") and ".ipynb" in line]
+    listed = {}
+    for row in rows:
+        links = [cell.split("](")[1].split(")")[0] for cell in row.split(" | ")[1:]
+                 if "](" in cell]
+        stem = Path(links[0]).stem
+        listed[stem] = links
+        for link in links:
+            assert (ROOT / "attention_course" / link).resolve().is_file(), (stem, link)
+        assert all(f"ch{stem}" in link for link in links[1:]), row
+    assert sorted(listed) == sorted(assignments()), sorted(set(listed) ^ set(assignments()))

@@ -12,9 +12,9 @@ import math
 
 import torch
 
-from attention_lib.checks import get_exercise, run_checks
-from attention_lib.checks.chapters import ch12_learned_sparsity as ch12
-from attention_lib.checks.chapters import ch13_low_rank as ch13
+from attention_course.checks import get_exercise, run_checks
+from attention_course.checks.chapters import ch12_learned_sparsity as ch12
+from attention_course.checks.chapters import ch13_low_rank as ch13
 from attention_lib.efficient import clustered, lowrank, sinkhorn
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from attention_lib.checks import check, get_exercise, run_checks
-from attention_lib.checks.chapters import ch17_benchmark as ch17
-from attention_lib.checks.chapters import ch18_visual_attention as ch18
+from attention_course.checks import check, get_exercise, run_checks
+from attention_course.checks.chapters import ch17_benchmark as ch17
+from attention_course.checks.chapters import ch18_visual_attention as ch18
 from attention_lib.efficient import zoo
 
 

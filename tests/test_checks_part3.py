@@ -14,11 +14,11 @@ import math
 
 import torch
 
-from attention_lib.checks import get_exercise, run_checks
-from attention_lib.checks.chapters import ch11_sparse_attention as ch11
-from attention_lib.checks.chapters import ch14_linear_attention as ch14
-from attention_lib.checks.chapters import ch15_random_features as ch15
-from attention_lib.checks.chapters import ch16_flash_attention as ch16
+from attention_course.checks import get_exercise, run_checks
+from attention_course.checks.chapters import ch11_sparse_attention as ch11
+from attention_course.checks.chapters import ch14_linear_attention as ch14
+from attention_course.checks.chapters import ch15_random_features as ch15
+from attention_course.checks.chapters import ch16_flash_attention as ch16
 
 
 def _failed_tiers(name, fn):

@@ -1,5 +1,5 @@
 """The truths behind the answer and experiment exercises of chapters 1 and 4-8, measured
-independently of the constants the chapter modules use (attention_lib.checks.chapters)."""
+independently of the constants the chapter modules use (attention_course.checks.chapters)."""
 from __future__ import annotations
 
 import math
@@ -7,13 +7,13 @@ import math
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from attention_lib.checks import check
-from attention_lib.checks.chapters import ch01_seq2seq_bottleneck as ch01
-from attention_lib.checks.chapters import ch04_bahdanau as ch04
-from attention_lib.checks.chapters import ch05_luong as ch05
-from attention_lib.checks.chapters import ch06_self_attention as ch06
-from attention_lib.checks.chapters import ch07_masking as ch07
-from attention_lib.checks.chapters import ch08_multi_head as ch08
+from attention_course.checks import check
+from attention_course.checks.chapters import ch01_seq2seq_bottleneck as ch01
+from attention_course.checks.chapters import ch04_bahdanau as ch04
+from attention_course.checks.chapters import ch05_luong as ch05
+from attention_course.checks.chapters import ch06_self_attention as ch06
+from attention_course.checks.chapters import ch07_masking as ch07
+from attention_course.checks.chapters import ch08_multi_head as ch08
 from attention_lib.layers import MultiHeadAttention
 
 

@@ -1,5 +1,5 @@
 """The truths behind the exercises of chapters 9 and 10, recomputed independently of the
-chapter modules' own code (attention_lib.checks.chapters.ch09_complexity, ch10_transformer):
+chapter modules' own code (attention_course.checks.chapters.ch09_complexity, ch10_transformer):
 closed forms, torch's own layers with copied weights, and FLOPs counted on real tensors."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from attention_lib.checks import check
-from attention_lib.checks.chapters import ch09_complexity as ch09
-from attention_lib.checks.chapters import ch10_transformer as ch10
+from attention_course.checks import check
+from attention_course.checks.chapters import ch09_complexity as ch09
+from attention_course.checks.chapters import ch10_transformer as ch10
 from attention_lib.complexity import make_layer
 from attention_lib.masks import key_padding_mask
 

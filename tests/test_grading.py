@@ -1,4 +1,4 @@
-"""The grader (attention_lib.grading) against a folder of hostile and broken submissions.
+"""The grader (attention_course.grading) against a folder of hostile and broken submissions.
 
 The folder ``tests/fixtures/submissions/`` (written by ``tests/fixtures/make_submissions.py``)
 holds the perfect submissions, the untouched stub, and one notebook per kind of trouble. It is
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from attention_lib.grading import (BundleLeakError, build_student_bundle, main,
+from attention_course.grading import (BundleLeakError, build_student_bundle, main,
                                    scan_for_leaks)
-from attention_lib.grading.instructor import load_hidden_checks
-from attention_lib.grading.sandbox import Limits, validate_outcomes
+from attention_course.grading.instructor import load_hidden_checks
+from attention_course.grading.sandbox import Limits, validate_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "submissions"

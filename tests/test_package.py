@@ -1,6 +1,10 @@
 """The package's public surface: every module's ``__all__`` is re-exported, without clashes."""
 import importlib
 import pkgutil
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import attention_lib as al
 
@@ -43,3 +47,17 @@ def test_efficient_modules_are_reexported_without_clashes():
     assert len(eff.__all__) == len(set(eff.__all__))
     for name in ("clustered", "sinkhorn", "lowrank", "zoo"):  # modules, not shadowed by functions
         assert getattr(eff, name).__name__ == f"attention_lib.efficient.{name}"
+
+
+def test_the_library_imports_no_course_tooling():
+    """attention_lib is for readers: importing it loads neither the checks nor the grader,
+    and no module of it imports the tooling package."""
+    code = ("import sys, attention_lib; "
+            "print(sorted(m for m in sys.modules if m.startswith('attention_course')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]", out
+    lib = Path(al.__file__).parent
+    offenders = [str(p.relative_to(lib)) for p in lib.rglob("*.py")
+                 if re.search(r"^\s*(from|import) attention_course", p.read_text(), re.M)]
+    assert offenders == [], offenders

@@ -1,10 +1,10 @@
 # INSTRUCTOR ONLY -- hidden checks of exercises/01_seq2seq_bottleneck.ipynb.
-# Loaded by the grader (attention_lib.grading.instructor.load_hidden_checks); never shipped
+# Loaded by the grader (attention_course.grading.instructor.load_hidden_checks); never shipped
 # to students. Same building blocks as the public checks, on inputs the student never saw.
 import torch
 
-from attention_lib.checks import output_check
-from attention_lib.checks.chapters.ch01_seq2seq_bottleneck import _cp_case, _sum_case
+from attention_course.checks import output_check
+from attention_course.checks.chapters.ch01_seq2seq_bottleneck import _cp_case, _sum_case
 
 f32, f64 = torch.float32, torch.float64
 

@@ -1,8 +1,8 @@
 # INSTRUCTOR ONLY -- hidden checks of exercises/09_complexity.ipynb.
-# Loaded by the grader (attention_lib.grading.instructor.load_hidden_checks); never shipped
+# Loaded by the grader (attention_course.grading.instructor.load_hidden_checks); never shipped
 # to students. Same building blocks as the public checks, on inputs the student never saw.
-from attention_lib.checks import output_check
-from attention_lib.checks.chapters.ch09_complexity import _flops_case, _path_case
+from attention_course.checks import output_check
+from attention_course.checks.chapters.ch09_complexity import _flops_case, _path_case
 
 HIDDEN_CHECKS = {
     "layer_flop_counts": [

@@ -1,11 +1,11 @@
 # INSTRUCTOR ONLY -- hidden checks of exercises/11_sparse_attention.ipynb.
-# Loaded by the grader (attention_lib.grading.instructor.load_hidden_checks); never shipped
+# Loaded by the grader (attention_course.grading.instructor.load_hidden_checks); never shipped
 # to students. Same building blocks as the public checks, on inputs the student never saw.
 import torch
 
-from attention_lib.checks import output_check, trace_check
-from attention_lib.checks.chapters._part3 import quarter_of_scores
-from attention_lib.checks.chapters.ch11_sparse_attention import _bw_case, _mask_case
+from attention_course.checks import output_check, trace_check
+from attention_course.checks.chapters._part3 import quarter_of_scores
+from attention_course.checks.chapters.ch11_sparse_attention import _bw_case, _mask_case
 
 f32, f64 = torch.float32, torch.float64
 

@@ -1,10 +1,10 @@
 # INSTRUCTOR ONLY -- hidden checks of exercises/15_random_features.ipynb.
-# Loaded by the grader (attention_lib.grading.instructor.load_hidden_checks); never shipped
+# Loaded by the grader (attention_course.grading.instructor.load_hidden_checks); never shipped
 # to students. Same building blocks as the public checks, on inputs the student never saw.
 import torch
 
-from attention_lib.checks import output_check
-from attention_lib.checks.chapters.ch15_random_features import _ph_case, _x_w_case
+from attention_course.checks import output_check
+from attention_course.checks.chapters.ch15_random_features import _ph_case, _x_w_case
 
 f32, f64 = torch.float32, torch.float64
 

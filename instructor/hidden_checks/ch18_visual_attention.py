@@ -1,10 +1,10 @@
 # INSTRUCTOR ONLY -- hidden checks of exercises/18_visual_attention.ipynb.
-# Loaded by the grader (attention_lib.grading.instructor.load_hidden_checks); never shipped
+# Loaded by the grader (attention_course.grading.instructor.load_hidden_checks); never shipped
 # to students. Same building blocks as the public checks, on inputs the student never saw.
 import torch
 
-from attention_lib.checks import output_check
-from attention_lib.checks.chapters.ch18_visual_attention import _point_case, _se_case, _ss_case
+from attention_course.checks import output_check
+from attention_course.checks.chapters.ch18_visual_attention import _point_case, _se_case, _ss_case
 
 f32, f64 = torch.float32, torch.float64
 
