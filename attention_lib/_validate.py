@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 Tensor = torch.Tensor
@@ -37,6 +38,16 @@ def check_tensor(name: str, t, *, ndim: Optional[int | Sequence[int]] = None,
             want = " or ".join(f"{n}-D" for n in allowed)
             raise ValueError(f"{name} must be {want}{' ' + layout if layout else ''}, "
                              f"got {t.dim()}-D with shape {shape_str(t)}")
+
+
+def check_int(name: str, value, minimum: int = 1) -> None:
+    """Raise ``ValueError`` unless ``value`` is an integer (not a bool) >= ``minimum``.
+
+    The one integer check of the library: sizes, counts, seeds, block and window sizes.
+    """
+    if (not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_))
+            or value < minimum):
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
 def broadcastable(shape: Sequence[int], target: Sequence[int]) -> bool:

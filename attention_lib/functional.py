@@ -31,7 +31,6 @@ Tensor = torch.Tensor
 __all__ = [
     "masked_softmax", "dot_score", "scaled_dot_score", "general_score", "additive_score",
     "concat_score", "reference_attention", "attention", "default_scale",
-    "sinusoidal_encoding",
 ]
 
 
@@ -278,21 +277,3 @@ def attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Optional[Ten
 
 
 # --------------------------------------------------------------------------- positions
-def sinusoidal_encoding(num_positions: int, dim: int, *, base: float = 10000.0,
-                        dtype: torch.dtype = torch.float32, device=None) -> Tensor:
-    """Sinusoidal position encoding of Vaswani et al. (2017), section 3.5.
-
-    Returns (num_positions, dim): ``P[p, 2i] = sin(p / base^(2i/dim))`` and
-    ``P[p, 2i+1] = cos(p / base^(2i/dim))``. ``dim`` may be odd (the last sine has no cosine).
-    """
-    if not isinstance(num_positions, int) or num_positions < 1:
-        raise ValueError(f"num_positions must be a positive int, got {num_positions!r}")
-    if not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive int, got {dim!r}")
-    pos = torch.arange(num_positions, dtype=torch.float64, device=device)[:, None]  # (N, 1)
-    freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim)
-    angles = pos * freq  # (N, ceil(dim/2))
-    pe = torch.zeros(num_positions, dim, dtype=torch.float64, device=device)
-    pe[:, 0::2] = torch.sin(angles)
-    pe[:, 1::2] = torch.cos(angles[:, : dim // 2])
-    return pe.to(dtype)

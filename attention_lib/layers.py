@@ -17,8 +17,8 @@ from ._validate import check_mask, check_tensor, shape_str
 
 Tensor = torch.Tensor
 
-__all__ = ["DotProductAttention", "AdditiveAttention", "MultiHeadAttention", "RotaryEmbedding",
-           "PositionalEncoding", "split_heads", "merge_heads"]
+__all__ = ["DotProductAttention", "AdditiveAttention", "MultiHeadAttention", "split_heads",
+           "merge_heads"]
 
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -183,30 +183,3 @@ class MultiHeadAttention(nn.Module):
         out, weights = res if return_weights else (res, None)
         out = self.out_proj(merge_heads(out))  # (B, Nq, E)
         return (out, weights) if return_weights else out
-
-
-class PositionalEncoding(nn.Module):
-    """Adds the sinusoidal encoding of :func:`~attention_lib.functional.sinusoidal_encoding`.
-
-    x: (B, N, d_model) -> dropout(x + P[:N]), same shape. ``max_len`` bounds N.
-    """
-
-    def __init__(self, d_model: int, max_len: int = 1024, dropout: float = 0.0,
-                 base: float = 10000.0):
-        super().__init__()
-        self.d_model, self.max_len = d_model, max_len
-        self.dropout = nn.Dropout(dropout)
-        self.register_buffer("P", AF.sinusoidal_encoding(max_len, d_model, base=base),
-                             persistent=False)  # (max_len, d_model)
-
-    def forward(self, x: Tensor) -> Tensor:
-        _check_seq("x", x, self.d_model, "d_model")
-        if x.shape[1] > self.max_len:
-            raise ValueError(f"x with shape {shape_str(x)} has {x.shape[1]} positions, more than "
-                             f"max_len={self.max_len}")
-        return self.dropout(x + self.P[: x.shape[1]].to(x.dtype))  # (B, N, d_model)
-
-
-# Rotary embeddings and grouped-query attention live in their chapters' modules; they are
-# attention layers too, so they can be imported from here as well.
-from .position import RotaryEmbedding  # noqa: E402

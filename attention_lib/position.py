@@ -1,10 +1,10 @@
-"""Positions: rotary embeddings, and the relative shift of the sinusoidal encoding.
+"""Positions: the sinusoidal encoding, rotary embeddings, and the sinusoidal shift map.
 
 Self-attention is permutation equivariant: without position information, shuffling the
 tokens shuffles the outputs the same way. Two ways to tell it where the tokens are:
 
 * **add** a vector to each token, e.g. the sinusoidal encoding of Vaswani et al. (2017),
-  :func:`attention_lib.functional.sinusoidal_encoding`. Its shift by ``k`` positions is a fixed
+  :func:`sinusoidal_encoding` (and the module :class:`PositionalEncoding`). Its shift by ``k`` positions is a fixed
   linear map, the same at every position: :func:`sinusoidal_shift_matrix`.
 * **rotate** queries and keys by an angle proportional to their position (RoPE, Su et al.,
   2021): :func:`rotary_embedding` and :class:`RotaryEmbedding`. Then the score ``q_m . k_n``
@@ -22,12 +22,55 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._validate import broadcastable, check_tensor, shape_str
+from ._validate import broadcastable, check_int, check_tensor, shape_str
 
 Tensor = torch.Tensor
 
-__all__ = ["rotary_frequencies", "rotary_embedding", "RotaryEmbedding",
-           "sinusoidal_shift_matrix"]
+__all__ = ["sinusoidal_encoding", "PositionalEncoding", "rotary_frequencies",
+           "rotary_embedding", "RotaryEmbedding", "sinusoidal_shift_matrix"]
+
+
+def sinusoidal_encoding(num_positions: int, dim: int, *, base: float = 10000.0,
+                        dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+    """Sinusoidal position encoding of Vaswani et al. (2017), section 3.5.
+
+    Returns (num_positions, dim): ``P[p, 2i] = sin(p / base^(2i/dim))`` and
+    ``P[p, 2i+1] = cos(p / base^(2i/dim))``. ``dim`` may be odd (the last sine has no cosine).
+    """
+    check_int("num_positions", num_positions)
+    check_int("dim", dim)
+    pos = torch.arange(num_positions, dtype=torch.float64, device=device)[:, None]  # (N, 1)
+    freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim)
+    angles = pos * freq  # (N, ceil(dim/2))
+    pe = torch.zeros(num_positions, dim, dtype=torch.float64, device=device)
+    pe[:, 0::2] = torch.sin(angles)
+    pe[:, 1::2] = torch.cos(angles[:, : dim // 2])
+    return pe.to(dtype)
+
+
+class PositionalEncoding(nn.Module):
+    """Adds the sinusoidal encoding of :func:`sinusoidal_encoding`.
+
+    x: (B, N, d_model) -> dropout(x + P[:N]), same shape. ``max_len`` bounds N.
+    """
+
+    def __init__(self, d_model: int, max_len: int = 1024, dropout: float = 0.0,
+                 base: float = 10000.0):
+        super().__init__()
+        self.d_model, self.max_len = d_model, max_len
+        self.dropout = nn.Dropout(dropout)
+        self.register_buffer("P", sinusoidal_encoding(max_len, d_model, base=base),
+                             persistent=False)  # (max_len, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_tensor("x", x, ndim=3, layout="(B, N, d_model)")
+        if x.shape[-1] != self.d_model:
+            raise ValueError(f"x must have last dim d_model={self.d_model}, got shape "
+                             f"{shape_str(x)}")
+        if x.shape[1] > self.max_len:
+            raise ValueError(f"x with shape {shape_str(x)} has {x.shape[1]} positions, more than "
+                             f"max_len={self.max_len}")
+        return self.dropout(x + self.P[: x.shape[1]].to(x.dtype))  # (B, N, d_model)
 
 
 def _check_even_dim(name: str, dim) -> None:

@@ -39,7 +39,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._validate import check_mask, check_tensor, shape_str
-from .layers import MultiHeadAttention, PositionalEncoding
+from .layers import MultiHeadAttention
+from .position import PositionalEncoding
 from .masks import causal_mask, key_padding_mask, padding_mask
 from .seq2seq import Seq2Seq, _check_batch
 

@@ -14,7 +14,7 @@ import torch
 from attention_lib import functional as AF
 from attention_lib import layers as L
 from attention_lib import masks as M
-from attention_lib import plot
+from attention_lib import plot, position
 
 
 def f(*shape, dtype=torch.float32):
@@ -149,10 +149,10 @@ OTHER_CASES = {
         lambda: AF.masked_softmax(f(3, 4).long()), TypeError,
         r"scores must be a floating-point tensor, got dtype torch\.int64 with shape \(3, 4\)"),
     "sinusoidal encoding of dim 0": (
-        lambda: AF.sinusoidal_encoding(4, 0), ValueError, r"dim must be a positive int, got 0"),
+        lambda: position.sinusoidal_encoding(4, 0), ValueError, r"dim must be an int >= 1, got 0"),
     "sinusoidal encoding of no positions": (
-        lambda: AF.sinusoidal_encoding(0, 4), ValueError,
-        r"num_positions must be a positive int, got 0"),
+        lambda: position.sinusoidal_encoding(0, 4), ValueError,
+        r"num_positions must be an int >= 1, got 0"),
     # ---- masks
     "negative lengths": (
         lambda: M.padding_mask(torch.tensor([3, -1])), ValueError,
@@ -248,10 +248,10 @@ OTHER_CASES = {
         lambda: L.AdditiveAttention(4, 6, 8)(f(2, 3, 4), f(2, 5, 6), f(2, 4, 2)), ValueError,
         r"key and value must share \(B, Nk\): key \(2, 5, 6\) vs value \(2, 4, 2\)"),
     "positional encoding longer than max_len": (
-        lambda: L.PositionalEncoding(8, max_len=10)(f(2, 20, 8)), ValueError,
+        lambda: position.PositionalEncoding(8, max_len=10)(f(2, 20, 8)), ValueError,
         r"x with shape \(2, 20, 8\) has 20 positions, more than max_len=10"),
     "positional encoding of the wrong width": (
-        lambda: L.PositionalEncoding(8)(f(2, 20, 6)), ValueError,
+        lambda: position.PositionalEncoding(8)(f(2, 20, 6)), ValueError,
         r"x must have last dim d_model=8, got shape \(2, 20, 6\)"),
     "split_heads with indivisible width": (
         lambda: L.split_heads(f(2, 5, 10), 3), ValueError,

@@ -17,6 +17,7 @@ from torch import nn
 from attention_lib import functional as AF
 from attention_lib import layers as L
 from attention_lib import masks as M
+from attention_lib import position
 from attention_lib.utils import import_d2l
 from helpers import mha_from_torch, rand_mask, randn, randomize_
 from tolerances import DEVICES, FLOAT_DTYPES, assert_close
@@ -244,16 +245,16 @@ def test_mha_matches_d2l(d2l, valid, bias, kdim, vdim, gen):
 def test_positional_encoding_matches_d2l(d2l, d, n, gen):
     x = randn(3, n, d, gen=gen, dtype=torch.float32)
     theirs = d2l.PositionalEncoding(d, dropout=0.0).eval()
-    ours = L.PositionalEncoding(d, max_len=64).eval()
+    ours = position.PositionalEncoding(d, max_len=64).eval()
     assert_close(ours(x), theirs(x))
 
 
 def test_positional_encoding_adds_sinusoids_and_keeps_dtype(gen):
-    pe = L.PositionalEncoding(7, max_len=10).eval()
+    pe = position.PositionalEncoding(7, max_len=10).eval()
     x = randn(2, 10, 7, gen=gen)
     out = pe(x)
     assert out.dtype == torch.float64
-    assert_close(out - x, AF.sinusoidal_encoding(10, 7, dtype=torch.float64).expand(2, 10, 7),
+    assert_close(out - x, position.sinusoidal_encoding(10, 7, dtype=torch.float64).expand(2, 10, 7),
                  dtype=torch.float32)  # the buffer is float32
     assert "P" not in pe.state_dict()  # a recomputable buffer is not saved
 

@@ -14,7 +14,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attention_lib.functional import sinusoidal_encoding
+from attention_lib.position import sinusoidal_encoding
 from attention_lib.position import (RotaryEmbedding, rotary_embedding, rotary_frequencies,
                                     sinusoidal_shift_matrix)
 from helpers import randn

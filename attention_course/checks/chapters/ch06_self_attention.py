@@ -93,8 +93,8 @@ def _sin_case(seed, dtype, *, n=None, dim=None, low=0.0, high=50.0, arange=False
     return case
 
 
-SIN_FORBID = ("attention_lib.functional.sinusoidal_encoding",
-              "attention_lib.layers.PositionalEncoding",
+SIN_FORBID = ("attention_lib.position.sinusoidal_encoding",
+              "attention_lib.position.PositionalEncoding",
               "attention_lib.position.sinusoidal_shift_matrix")
 
 
@@ -201,7 +201,7 @@ def _rot_case(seed, dtype, *, sizes=None, offset=None, grad=False, ints=True):
 
 
 ROT_FORBID = ("attention_lib.position.rotary_embedding", "attention_lib.position._rotate",
-              "attention_lib.position.RotaryEmbedding", "attention_lib.layers.RotaryEmbedding")
+              "attention_lib.position.RotaryEmbedding")
 
 
 def _rot_checks():
