@@ -9,8 +9,10 @@ Where things live (the modules follow the book's parts):
   multi-head attention                                                      (Parts I-II)
 * :mod:`~attention_lib.pooling` -- attention pooling as Nadaraya-Watson kernel regression:
   kernels, ``nadaraya_watson``, a learnable-bandwidth module, toy data        (Part I, ch. 2)
-* :mod:`~attention_lib.data` -- the synthetic English->French corpus with gold word
-  alignments: lexicon, grammar, vocab, padding, length buckets, splits     (Part I)
+* :mod:`~attention_lib.lexicon`, :mod:`~attention_lib.grammar` -- an English/French lexicon
+  and a grammar that generates sentence pairs with gold word alignments     (Part I)
+* :mod:`~attention_lib.data` -- the corpus made of them: tokens, vocab, padding, length
+  buckets, splits                                                           (Part I)
 * :mod:`~attention_lib.metrics` -- corpus BLEU (= sacrebleu), BLEU by length, alignment
   error rate of attention against gold alignments                           (Part I)
 * :mod:`~attention_lib.seq2seq`, :mod:`~attention_lib.train` -- GRU encoder-decoders (plain,
@@ -43,13 +45,16 @@ re-exported here.
 """
 __version__ = "0.1.0"
 
-from . import (complexity, data, efficient, diagnostics, functional, layers, masks, metrics, multihead,
-               plot, pooling, position, pretrained, scenes, seq2seq, train, transformer, utils, vision)
+from . import (complexity, data, diagnostics, efficient, functional, grammar, layers, lexicon,
+               masks, metrics, multihead, plot, pooling, position, pretrained, scenes, seq2seq,
+               train, transformer, utils, vision)
 from .complexity import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
 from .diagnostics import *  # noqa: F401,F403
 from .functional import *  # noqa: F401,F403
+from .grammar import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
+from .lexicon import *  # noqa: F401,F403
 from .masks import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
 from .multihead import *  # noqa: F401,F403
@@ -64,7 +69,8 @@ from .transformer import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403
 from .vision import *  # noqa: F401,F403
 
-_MODULES = (complexity, data, diagnostics, functional, layers, masks, metrics, multihead, plot,
-            pooling, position, pretrained, scenes, seq2seq, train, transformer, utils, vision)
-__all__ = ["__version__", "efficient"] + [m.__name__.rsplit(".", 1)[1] for m in _MODULES] + sorted(
-    {name for m in _MODULES for name in m.__all__})
+_MODULES = (complexity, data, diagnostics, functional, grammar, layers, lexicon, masks, metrics,
+            multihead, plot, pooling, position, pretrained, scenes, seq2seq, train, transformer,
+            utils, vision)
+__all__ = (["__version__", "efficient"] + [m.__name__.rsplit(".", 1)[1] for m in _MODULES]
+           + sorted({name for m in _MODULES for name in m.__all__}))

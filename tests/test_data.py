@@ -14,10 +14,12 @@ from collections import Counter
 import pytest
 import torch
 
-from attention_lib import data as D
-from attention_lib.data import (ADJECTIVES, NOUNS, VERBS, Corpus, Pair, Vocab, bucket_batches,
-                                detokenize, make_batch, make_corpus, pad_sequences,
-                                sample_pair, split_indices, tokenize)
+from attention_lib import grammar as G
+from attention_lib import lexicon as LX
+from attention_lib.data import (Corpus, Vocab, bucket_batches, detokenize, make_batch,
+                                make_corpus, pad_sequences, split_indices, tokenize)
+from attention_lib.grammar import Pair, sample_pair
+from attention_lib.lexicon import ADJECTIVES, NOUNS, VERBS
 from attention_lib.masks import padding_mask
 
 
@@ -31,7 +33,7 @@ def rendered():
     """2000 sentences as the generator writes them, with each French token's controller
     (the index of the token it must agree with, -1 for none)."""
     rng = random.Random(11)
-    return [D._render(D._grow(rng, rng.randint(3, 60))) for _ in range(2000)]
+    return [G._render(G._grow(rng, rng.randint(3, 60))) for _ in range(2000)]
 
 
 # --------------------------------------------------------------------------- lexicon tables
@@ -102,25 +104,25 @@ def test_lexicon_is_well_formed_and_unambiguous():
 
 # --------------------------------------------------------------------------- hand-worked
 def _np(en_noun, det="the", plural=False, pre=None, post=None, depth=0):
-    np = D._NP(EN_NOUN[en_noun][0], plural, det, depth, False)
+    np = G._NP(EN_NOUN[en_noun][0], plural, det, depth, False)
     np.pre = EN_ADJ[pre] if pre else None
     np.post = EN_ADJ[post] if post else None
     return np
 
 
 def _render(*clauses, conjs=()):
-    sent = D._Sentence()
+    sent = G._Sentence()
     sent.clauses.extend(clauses)
     sent.conjs.extend(conjs)
-    return D._render(sent)
+    return G._render(sent)
 
 
 def test_hand_worked_negation_adjectives_contraction():
-    near = next(p for p in D._NP_PREPS if p.en == ("near",))
+    near = next(p for p in G._NP_PREPS if p.en == ("near",))
     cat = _np("cat", post="black")
     man = _np("man", pre="old")
     man.pp = (near, _np("house", depth=1))
-    c = D._Clause(cat, EN_VERB["see"], obj=man)
+    c = G._Clause(cat, EN_VERB["see"], obj=man)
     c.neg = True
     out = _render(c)
     assert " ".join(out.en) == "the black cat does not see the old man near the house ."
@@ -133,22 +135,22 @@ def test_hand_worked_negation_adjectives_contraction():
 
 
 def test_hand_worked_clitic_and_adverb_move():
-    c = D._Clause(D._SUBJ_PRONOUNS[0], EN_VERB["see"], obj=D._OBJ_PRONOUNS[0])
+    c = G._Clause(G._SUBJ_PRONOUNS[0], EN_VERB["see"], obj=G._OBJ_PRONOUNS[0])
     c.adv = ("often", "souvent")
     out = _render(c)
     assert out.en == ["i", "often", "see", "him", "."]
     assert out.fr == ["je", "le", "vois", "souvent", "."]
     assert sorted(out.links) == [(0, 0), (1, 3), (2, 2), (3, 1), (4, 4)]
-    c = D._Clause(D._SUBJ_PRONOUNS[0], EN_VERB["like"], obj=D._OBJ_PRONOUNS[1])
+    c = G._Clause(G._SUBJ_PRONOUNS[0], EN_VERB["like"], obj=G._OBJ_PRONOUNS[1])
     assert _render(c).fr == ["je", "l'", "aime", "."]  # elision twice
 
 
 def test_hand_worked_relative_clause_and_des():
     friend = _np("friend")
     boys = _np("boys", plural=True, depth=1)
-    friend.pp = (D._PREP_OF, boys)
-    boys.rel = D._Clause(_np("girl"), EN_VERB["like"], rel="obj")
-    out = _render(D._Clause(friend, EN_VERB["sleep"]))
+    friend.pp = (LX._PREP_OF, boys)
+    boys.rel = G._Clause(_np("girl"), EN_VERB["like"], rel="obj")
+    out = _render(G._Clause(friend, EN_VERB["sleep"]))
     assert " ".join(out.en) == "the friend of the boys that the girl likes sleeps ."
     assert " ".join(out.fr) == "l' ami des garçons que la fille aime dort ."
     assert detokenize(out.fr) == "l'ami des garçons que la fille aime dort."
@@ -158,9 +160,9 @@ def test_hand_worked_relative_clause_and_des():
 
 
 def test_hand_worked_coordination_and_predicate():
-    subj = D._Coord([_np("girl"), _np("mother")])
-    c1 = D._Clause(subj, EN_VERB["speak"], iobj=_np("teachers", plural=True))
-    c2 = D._Clause(_np("houses", plural=True), None, adj=EN_ADJ["beautiful"])
+    subj = G._Coord([_np("girl"), _np("mother")])
+    c1 = G._Clause(subj, EN_VERB["speak"], iobj=_np("teachers", plural=True))
+    c2 = G._Clause(_np("houses", plural=True), None, adj=EN_ADJ["beautiful"])
     c2.neg = True
     out = _render(c1, c2, conjs=[("but", "mais")])
     assert " ".join(out.en) == ("the girl and the mother speak to the teachers "
@@ -188,7 +190,7 @@ def test_translation_is_a_function_of_the_source():
     rng = random.Random(3)
     seen, repeats = {}, 0
     for _ in range(8000):
-        out = D._render(D._grow(rng, rng.randint(3, 9)))
+        out = G._render(G._grow(rng, rng.randint(3, 9)))
         src, tgt = " ".join(out.en), " ".join(out.fr)
         repeats += src in seen
         assert seen.setdefault(src, tgt) == tgt, src
@@ -200,8 +202,8 @@ def test_grown_length_is_the_target():
     hit = 0
     for _ in range(400):
         target = rng.randint(3, 60)
-        sent = D._grow(rng, target)
-        out = D._render(sent)
+        sent = G._grow(rng, target)
+        out = G._render(sent)
         assert len(out.en) == sent.length <= target  # the tracked length is exact
         hit += len(out.en) == target
     assert hit >= 0.9 * 400
