@@ -28,7 +28,8 @@ seeds may be made in separate processes, since results are merged into the JSON 
 
     python benchmarks/seq2seq_length.py --seeds 1 &  python benchmarks/seq2seq_length.py --seeds 2
 
-Writes ``attention_lib/pretrained/seq2seq_length.json`` and ``seq2seq_length.png``: the
+Writes ``attention_lib/pretrained/seq2seq_length.json`` (package data: chapters 4, 5 and 10
+read it, in Colab too) and the figure ``benchmarks/results/seq2seq_length.png``: the
 ``models`` section holds the full record of seed 0 (the shipped model), ``seeds`` one compact
 record per kind and seed, and ``summary`` the mean, minimum and maximum over the seeds there
 are. The trained weights of seed 0 are saved, in float16, to
@@ -72,6 +73,7 @@ from attention_lib.seq2seq import build_seq2seq, greedy_decode  # noqa: E402
 from attention_lib.train import train_seq2seq  # noqa: E402
 
 RESULTS = ROOT / "attention_lib" / "pretrained"  # shipped with the package (package data)
+FIGURES = ROOT / "benchmarks" / "results"  # not shipped
 BUCKETS = ((1, 10), (11, 20), (21, 30), (31, 45), (46, 60))
 KIND_KWARGS = {"plain": {}, "bahdanau": {}, "luong": {"score": "general", "input_feeding": True},
                # the Luong variants of chapter 5 (build_seq2seq("luong", ...) with these)
@@ -276,7 +278,8 @@ def plot(data):
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "seq2seq_length.png", dpi=110)
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURES / "seq2seq_length.png", dpi=110)
     plt.close(fig)
 
 
@@ -298,14 +301,18 @@ def main(argv=None):
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--plot-only", action="store_true")
     p.add_argument("--out", default=str(ROOT / "attention_lib" / "pretrained"),
-                   help="results folder (default: %(default)s)")
+                   help="weights and the JSON results the chapters read, shipped with the "
+                        "package (default: %(default)s)")
+    p.add_argument("--figures", default=str(ROOT / "benchmarks" / "results"),
+                   help="where the figure goes (default: %(default)s)")
     p.add_argument("--quick", action="store_true",
                    help="the chapters' quick runs instead: 32-dim embeddings, 64-dim "
                         "GRUs, 400 steps at lr 1e-2; writes seq2seq_<kind>_quick.pt and the "
                         "'quick' section of the JSON")
     args = p.parse_args(argv)
-    global RESULTS
+    global RESULTS, FIGURES
     RESULTS = Path(args.out).resolve()
+    FIGURES = Path(args.figures).resolve()
     if args.quick:
         args.embed_dim, args.hidden_size, args.steps, args.lr = 32, 64, 400, 1e-2
     if args.plot_only:

@@ -24,8 +24,8 @@ Writes, into ``attention_lib/pretrained/`` (package data, loaded by
   ``Transformer(src_vocab_size, tgt_vocab_size, **config)``, ``corpus_kwargs``, budget);
 * ``transformer_length.json``: the results, beside the Part I models' results copied from
   ``seq2seq_length.json`` for the comparison;
-* ``transformer_length.png``: BLEU by length of the Transformer, Bahdanau and the plain
-  encoder-decoder, and the training loss.
+and, into ``benchmarks/results/`` (not shipped), ``transformer_length.png``: BLEU by length of
+the Transformer, Bahdanau and the plain encoder-decoder, and the training loss.
 
 Comparison runs (``--variant NAME``) change the normalisation (``--norm batch``) or train on
 random instead of length-bucketed batches (``--no-bucket``, about 45% padding) and only add
@@ -65,7 +65,8 @@ from attention_lib.train import masked_cross_entropy  # noqa: E402
 from attention_lib.transformer import Transformer  # noqa: E402
 from seq2seq_length import BUCKETS, baselines, evaluate  # noqa: E402
 
-RESULTS = ROOT / "attention_lib" / "pretrained"
+RESULTS = ROOT / "attention_lib" / "pretrained"  # shipped with the package (package data)
+FIGURES = ROOT / "benchmarks" / "results"  # not shipped
 CONFIG = dict(d_model=96, num_heads=4, num_encoder_layers=2, num_decoder_layers=2,
               dim_feedforward=192, dropout=0.1, norm_first=True, max_len=128)
 
@@ -210,12 +211,13 @@ def plot(data):
     ax2.set_ylabel("training loss")
     ax2.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(RESULTS / "transformer_length.png", dpi=110)
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURES / "transformer_length.png", dpi=110)
     plt.close(fig)
 
 
 def main(argv=None):
-    global RESULTS
+    global RESULTS, FIGURES
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=2400)
     p.add_argument("--batch-size", type=int, default=64)
@@ -237,9 +239,13 @@ def main(argv=None):
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--plot-only", action="store_true")
     p.add_argument("--out", default=str(ROOT / "attention_lib" / "pretrained"),
-                   help="results folder (default: %(default)s)")
+                   help="weights and the JSON results the chapters read, shipped with the "
+                        "package (default: %(default)s)")
+    p.add_argument("--figures", default=str(ROOT / "benchmarks" / "results"),
+                   help="where the figure goes (default: %(default)s)")
     args = p.parse_args(argv)
     RESULTS = Path(args.out).resolve()
+    FIGURES = Path(args.figures).resolve()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.plot_only:
         plot(json.loads((RESULTS / "transformer_length.json").read_text()))

@@ -16,7 +16,7 @@ def test_tiny_run_writes_results_and_loadable_checkpoints(tmp_path):
     bench = load_benchmark("seq2seq_length")
     bench.main(["--kinds", "plain", "bahdanau", "--steps", "3", "--n-pairs", "120",
                 "--max-len", "12", "--embed-dim", "8", "--hidden-size", "12", "--no-progress",
-                "--seeds", "0", "1", "--out", str(tmp_path)])
+                "--seeds", "0", "1", "--out", str(tmp_path), "--figures", str(tmp_path)])
     data = json.loads((tmp_path / "seq2seq_length.json").read_text())
     assert set(data["models"]) == {"plain", "bahdanau"}
     assert (tmp_path / "seq2seq_length.png").stat().st_size > 0

@@ -360,7 +360,7 @@ def test_benchmark_tiny_run_writes_results_and_a_loadable_checkpoint(tmp_path):
 
     load_benchmark("transformer").main(["--steps", "3", "--warmup", "2", "--n-pairs", "120",
                                         "--max-len", "12", "--d-model", "8", "--no-progress",
-                                        "--out", str(tmp_path)])
+                                        "--out", str(tmp_path), "--figures", str(tmp_path)])
     data = json.loads((tmp_path / "transformer_length.json").read_text())
     r = data["transformer"]
     assert r["steps"] == 3 and r["pairs_seen"] == 3 * 64 and 0.0 <= r["aer"] <= 1.0
@@ -383,7 +383,7 @@ def test_benchmark_variant_run_writes_only_its_results(tmp_path):
     load_benchmark("transformer").main(["--steps", "2", "--warmup", "1", "--n-pairs", "120",
                                         "--max-len", "12", "--d-model", "8", "--no-progress",
                                         "--norm", "batch", "--no-bucket", "--variant", "bn",
-                                        "--out", str(tmp_path)])
+                                        "--out", str(tmp_path), "--figures", str(tmp_path)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["transformer_variants.json"]
     r = json.loads((tmp_path / "transformer_variants.json").read_text())["bn"]
     assert r["config"]["norm"] == "batch" and r["bucketed_batches"] is False

@@ -1,9 +1,10 @@
 """Small trained models that ship with the library, so chapters can load them anywhere.
 
 ``benchmarks/seq2seq_length.py`` trains the Part I encoder-decoders and writes their float16
-weights, its results (``seq2seq_length.json``) and its figure into this folder. They are
-package data: a ``pip install`` of attention_lib (as in Colab) carries them, and nothing is
-downloaded at run time. A few MB in all.
+weights and the results the chapters read (``seq2seq_length.json``) into this folder (its
+figure goes to ``benchmarks/results/``). They are package data: a ``pip install`` of
+attention_lib (as in Colab) carries them, and nothing is downloaded at run time. A few MB in
+all.
 
     model, ckpt = load_seq2seq("bahdanau", len(corpus.src_vocab), len(corpus.tgt_vocab))
 
@@ -11,7 +12,7 @@ downloaded at run time. A few MB in all.
 ``batch_size``, ``seed``.
 
 ``benchmarks/transformer.py`` does the same for the Transformer of chapter 10
-(``transformer.pt``, ``transformer_length.json``, ``transformer_length.png``)::
+(``transformer.pt``, ``transformer_length.json``, ``transformer_variants.json``)::
 
     model, ckpt = load_transformer(len(corpus.src_vocab), len(corpus.tgt_vocab))
 """
