@@ -1,6 +1,6 @@
 # Course commands. See README.md.
 #   make book       build the site into _build/html (creates .venv on first use)
-#   make test       library tests, strict nbval of the notebooks, book build with -W
+#   make test       lint, library tests, strict nbval of the notebooks, book build with -W
 #   make notebooks  re-execute every notebook in place (refreshes the committed outputs)
 #   make test-gpu   lax nbval of every notebook with CUDA required; runs in an existing
 #                   environment too: make test-gpu PYTHON=python3
@@ -30,7 +30,8 @@ NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cach
 BOOK_FLAGS  := -W -n --keep-going
 JB          := $(PYTHON) -c "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"
 
-.PHONY: help install book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks exercises bench bench-gpu clean
+
+.PHONY: help install lint book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks exercises bench bench-gpu clean
 
 help:
 	@sed -n '2,11p' Makefile | sed 's/^# *//'
@@ -57,6 +58,10 @@ book-strict: $(ENV_DEP)
 	rm -rf _build/html _build/.doctrees
 	$(JB) build . --builder html $(BOOK_FLAGS)
 
+# pyflakes, bugbear and import order over the packages, tests and benchmarks (pyproject.toml)
+lint: $(ENV_DEP)
+	$(PYTHON) -m ruff check .
+
 test-lib: $(ENV_DEP)
 	$(PYTHON) -m pytest tests -n $(JOBS) -q --ignore=tests/site --ignore=tests/colab
 
@@ -72,7 +77,7 @@ test-site: $(ENV_DEP)
 test-colab: $(ENV_DEP)
 	$(PYTHON) -m pytest tests/colab -q -s
 
-test: test-lib test-notebooks book-strict test-site
+test: lint test-lib test-notebooks book-strict test-site
 	@echo "make test: all green"
 
 notebooks: $(ENV_DEP)

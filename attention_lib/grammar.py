@@ -458,7 +458,7 @@ def _r_np(out: _Out, np, prep: Optional[_Prep] = None) -> int:
     # French: [prep] det [pre] noun [post]
     fr_ids = []
     if prep is not None:
-        for k, w in enumerate(prep.fr):
+        for w in prep.fr:
             fr_ids.append(out.f(w))
         if prep.contracts:
             last = fr_ids[-1]

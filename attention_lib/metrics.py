@@ -267,7 +267,7 @@ def bleu_by_length(hypotheses: Sequence[Tokens], references: Sequence[Tokens],
             raise ValueError(f"bucket {b!r} is empty (hi < lo)")
         spans.append((b[0], hi))
     ordered = sorted(spans)
-    for (lo1, hi1), (lo2, _) in zip(ordered, ordered[1:]):
+    for (_, hi1), (lo2, _) in zip(ordered, ordered[1:]):
         if lo2 <= hi1:
             raise ValueError(f"buckets overlap: {tuple(buckets)}")
     out = []

@@ -98,13 +98,13 @@ def test_torchvision_placeholder_raises_on_use():
     from torchvision import transforms  # the submodule resolves ...
     with pytest.raises(ImportError, match=r"torchvision\.transforms\.ToTensor is a placeholder: "
                                           r"torchvision is not installed"):
-        transforms.ToTensor  # ... but using anything in it fails, naming what is missing
+        transforms.ToTensor  # noqa: B018 ... but using anything in it fails, naming what is missing
     with pytest.raises(ImportError, match=r"torchvision\.datasets\.FashionMNIST"):
-        importlib.import_module("torchvision.datasets").FashionMNIST
+        importlib.import_module("torchvision.datasets").FashionMNIST  # noqa: B018
     with pytest.raises(ImportError, match=r"torchvision\.read_image"):
-        tv.read_image
+        tv.read_image  # noqa: B018
     with pytest.raises(AttributeError):  # dunder look-ups stay AttributeError (hasattr works)
-        tv.__wrapped__
+        tv.__wrapped__  # noqa: B018
 
 
 # --------------------------------------------------------------------------- heatmaps

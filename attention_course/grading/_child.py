@@ -25,6 +25,7 @@ Nothing here is trusted by the parent: it loads the outcomes with
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import os
 import resource
@@ -388,9 +389,11 @@ def main(root: str) -> None:
             missing = symbol not in ns
             obj = ns.get(symbol)
             try:
-                outcomes = timed(probe_timeout, lambda: run_probe(
-                    obj, task["probe"], cases, options=task.get("options"), missing=missing,
-                    watch=watches[i]))
+                # bind this task's values now: a probe that outlives its timeout keeps running
+                probe = functools.partial(run_probe, obj, task["probe"], cases,
+                                          options=task.get("options"), missing=missing,
+                                          watch=watches[i])
+                outcomes = timed(probe_timeout, probe)
             except _SoftTimeout:
                 hung[symbol] = probe_timeout
                 outcomes = [{"status": "timeout", "error": f"did not return within "
