@@ -30,7 +30,6 @@ NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cach
 BOOK_FLAGS  := -W -n --keep-going
 JB          := $(PYTHON) -c "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"
 
-
 .PHONY: help install lint book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks exercises bench bench-gpu clean
 
 help:
