@@ -12,6 +12,7 @@ from attention_course.checks.chapters import ch01_seq2seq_bottleneck as ch01
 from attention_course.checks.chapters import ch04_bahdanau as ch04
 from attention_course.checks.chapters import ch05_luong as ch05
 from attention_course.checks.chapters import ch06_self_attention as ch06
+from attention_course import exercise_tools as tools
 from attention_course.checks.chapters import ch07_masking as ch07
 from attention_course.checks.chapters import ch08_multi_head as ch08
 from attention_lib.layers import MultiHeadAttention
@@ -40,16 +41,16 @@ def test_rope_base_experiment_needs_a_larger_base():
 def test_suspect_attention_looks_exactly_lookahead_positions_ahead():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 10, 8, generator=g, dtype=torch.float64)
-    base = ch07.suspect_attention(x)
+    base = tools.suspect_attention(x)
     reach = 0
     for j in range(10):
         x2 = x.clone()
         x2[:, j] += 1.0
-        moved = (ch07.suspect_attention(x2) - base).abs().amax(-1)[0] > 1e-9  # (N,)
+        moved = (tools.suspect_attention(x2) - base).abs().amax(-1)[0] > 1e-9  # (N,)
         earlier = [i for i in range(j) if moved[i]]
         if earlier:
             reach = max(reach, j - min(earlier))
-    assert reach == ch07._LOOKAHEAD > 0
+    assert reach == tools.LOOKAHEAD > 0
 
 
 def test_mask_answers_by_hand():

@@ -21,6 +21,7 @@ from ..cases import draw_sizes, generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
 from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
                      trace_check)
+from ...exercise_tools import LOOKAHEAD
 
 ASSIGNMENT_NAME = "07_masking"
 
@@ -296,22 +297,6 @@ ANSWER_FLOAT_MASK_WEIGHT = Exercise(
 
 
 # =========================================================================== 6. my_lookahead
-#: How many future positions :func:`suspect_attention` sees (the experiment finds it).
-_LOOKAHEAD = 2
-
-
-def suspect_attention(x: torch.Tensor) -> torch.Tensor:
-    """A "causal" self-attention from someone else's code: (B, N, E) -> (B, N, E).
-
-    Treat it as a black box: the exercise is to find out, by experiment, whether and how
-    far it looks into the future.
-    """
-    n = x.shape[1]
-    band = torch.ones(n, n, dtype=torch.bool, device=x.device).tril(diagonal=_LOOKAHEAD)
-    q = x[:, None]  # (B, 1, N, E)
-    return attention(q, q, q, band)[:, 0]
-
-
 def _judge_look_form(ex, cases, outcomes):
     value, bad = measured_number(ex, outcomes, "the number you measured")
     if bad:
@@ -326,8 +311,8 @@ def _judge_look_value(ex, cases, outcomes):
     if not v.passed:
         return v
     value, _ = number_of(outcomes[0].get("output"))
-    if int(value) != _LOOKAHEAD:
-        side = "too few" if value < _LOOKAHEAD else "too many"
+    if int(value) != LOOKAHEAD:
+        side = "too few" if value < LOOKAHEAD else "too many"
         return Verdict(False, f"{int(value)} is {side}: output i changes when some input j > i "
                               f"changes, for j up to a certain distance; measure that distance",
                        hint="change ONE input position j at a time and record the outputs that "
@@ -336,7 +321,7 @@ def _judge_look_value(ex, cases, outcomes):
 
 
 _ONE = [Case(label="the value of my_lookahead")]
-MY_LOOKAHEAD = Exercise(
+MYLOOKAHEAD = Exercise(
     "my_lookahead", "experiment",
     "Open-ended: measure how many future positions a suspect attention function can see.",
     [Check("a number of positions (an integer from 0 to 16)", "shape", _ONE, _judge_look_form,
@@ -348,4 +333,4 @@ MY_LOOKAHEAD = Exercise(
 ASSIGNMENT = register(Assignment(
     ASSIGNMENT_NAME, "Exercises: masking",
     [KEY_MASK_FROM_LENGTHS, CAUSAL_PADDING_MASK, ATTENTION_WITH_TORCH_PADDING, ANSWER_EMPTY_ROWS,
-     ANSWER_FLOAT_MASK_WEIGHT, MY_LOOKAHEAD]))
+     ANSWER_FLOAT_MASK_WEIGHT, MYLOOKAHEAD]))
