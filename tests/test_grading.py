@@ -52,7 +52,7 @@ EXPECTED = {
     "renamed_function": (22, 30, "graded", "boxcar_weights"),
     "redefine_check_monkeypatch": (2, 30, "graded", "2/30 checks passed"),
     "write_outside": (39, 39, "graded", "PermissionError: grading sandbox"),
-    "import_solutions": (0, 30, "graded", "ImportError: grading sandbox"),
+    "import_solutions": (0, 30, "graded", "No module named 'instructor'"),  # not there
     "exit_early": (0, 39, "crashed", "ended the Python process (exit code 3)"),
     "garbage_outputs": (0, 39, "graded", "0/39 checks passed"),
     "garbage_02_attention_pooling": (0, 30, "invalid", "not a notebook"),

@@ -84,6 +84,9 @@ def _set_limits(cfg: dict) -> None:
     cpu = int(cfg.get("cpu_s", 0))
     if cpu > 0:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    nproc = int(cfg.get("nproc", 0))
+    if nproc > 0:  # counts the sandbox uid's processes and threads
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
 
 class _Sandbox:

@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--no-selftest", action="store_true",
                    help="skip checking the solutions against the checks first")
     g.add_argument("--quiet", action="store_true", help="no progress bar or summary table")
+    g.add_argument("--no-isolation", action="store_true",
+                   help="run notebooks without bubblewrap (trusted notebooks only; prints "
+                        "what is lost)")
     b = sub.add_parser("bundle", help="build the student bundle and prove it has no solutions")
     b.add_argument("out", metavar="OUT_DIR")
     b.add_argument("--exercises", metavar="DIR", help="exercise notebooks (default: exercises/)")
@@ -115,13 +118,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
 
     from .grader import Grader
-    from .sandbox import Limits
+    from .sandbox import NO_ISOLATION_WARNING, Limits
+    if args.no_isolation:
+        print(f"attention-grade: {NO_ISOLATION_WARNING}", file=sys.stderr)
     try:
         grader = Grader(solutions_dir=args.solutions, hidden_dir=args.hidden_checks,
                         limits=Limits(timeout=args.timeout, memory_mb=args.memory_mb,
                                       cell_timeout=args.cell_timeout,
                                       probe_timeout=args.probe_timeout),
-                        run_selftest=not args.no_selftest)
+                        run_selftest=not args.no_selftest, isolate=not args.no_isolation)
     except (RuntimeError, ValueError) as e:
         print(f"attention-grade: {e}", file=sys.stderr)
         return 2

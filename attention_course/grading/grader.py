@@ -34,7 +34,7 @@ from ..checks.core import Assignment, Check, Exercise, assignments
 from ..checks.report import CheckResult, judge_check
 from .instructor import find_instructor_dirs, load_hidden_checks, load_solutions, selftest
 from .notebook import detect_assignment, read_submission
-from .sandbox import Limits, RunResult, run_in_sandbox
+from .sandbox import IsolationUnavailable, Limits, RunResult, isolation, run_in_sandbox
 
 __all__ = ["SubmissionResult", "Grader", "grade_folder"]
 
@@ -104,7 +104,14 @@ class Grader:
     """
 
     def __init__(self, *, solutions_dir=None, hidden_dir=None, limits: Optional[Limits] = None,
-                 run_selftest: bool = True, log=print):
+                 run_selftest: bool = True, log=print, isolate: bool = True):
+        if isolate:
+            why = isolation()
+            if why is not None:
+                raise IsolationUnavailable(f"cannot isolate submissions: {why}. Install "
+                                           f"bubblewrap, or grade trusted notebooks with "
+                                           f"isolate=False (--no-isolation)")
+        self.isolate = isolate
         self.solutions_dir, self.hidden_dir = find_instructor_dirs(solutions_dir, hidden_dir)
         self.limits = limits or Limits()
         self.log = log
@@ -161,7 +168,7 @@ class Grader:
             return SubmissionResult(sid, str(path), name, 0.0, max_score, "invalid", reason)
         pairs, blob = self.plan(name)
         run = run_in_sandbox(cells, blob, len(pairs), self.limits, deny_read=deny_read,
-                             keep=keep)
+                             keep=keep, isolate=self.isolate)
         stop_note = self._stop_note(run)
         results = []
         for (ex, chk), outcomes in zip(pairs, run.outcomes):
@@ -318,11 +325,12 @@ def grade_folder(submissions_dir, out_dir, *, solutions_dir=None, hidden_dir=Non
                  cell_timeout: Optional[float] = None, probe_timeout: Optional[float] = None,
                  jobs: Optional[int] = None, assignment: Optional[str] = None,
                  progress: bool = True, keep: bool = False,
-                 run_selftest: bool = True) -> List[SubmissionResult]:
-    """Grade every notebook under ``submissions_dir``; write the results under ``out_dir``."""
+                 run_selftest: bool = True, isolate: bool = True) -> List[SubmissionResult]:
+    """Grade every notebook under ``submissions_dir``; write the results under ``out_dir``.
+    ``isolate=False`` runs the notebooks without bubblewrap (trusted notebooks only)."""
     grader = Grader(solutions_dir=solutions_dir, hidden_dir=hidden_dir,
                     limits=Limits(timeout=timeout, memory_mb=memory_mb,
                                   cell_timeout=cell_timeout, probe_timeout=probe_timeout),
-                    run_selftest=run_selftest)
+                    run_selftest=run_selftest, isolate=isolate)
     return grader.grade_folder(submissions_dir, out_dir, jobs=jobs, assignment=assignment,
                                progress=progress, keep=keep)
