@@ -21,14 +21,16 @@ import torch
 from attention_course.grading import (BundleLeakError, build_student_bundle, main,
                                    scan_for_leaks)
 from attention_course.grading.instructor import load_hidden_checks
-from attention_course.grading.sandbox import Limits, validate_outcomes
+from attention_course.grading.sandbox import Limits, isolation, validate_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "submissions"
 SOLUTIONS = ROOT / "instructor" / "solutions"
 HIDDEN = ROOT / "instructor" / "hidden_checks"
 ESCAPES = [Path("/tmp/attention_grade_escape.txt"), Path("/tmp/attention_grade_escape_dir"),
-           Path("/tmp/attention_grade_escape_proc"), Path("/tmp/attention_grade_escape_sys")]
+           Path("/tmp/attention_grade_escape_proc"), Path("/tmp/attention_grade_escape_sys"),
+           Path("/tmp/attention_grade_escape_gc"), Path("/tmp/attention_grade_escape_gc.txt"),
+           Path("/tmp/attention_grade_escape_spawn")]
 TIMEOUT = 15  # seconds per notebook (hard); soft limits: 3 s per cell, 3 s per check
 
 # fixture -> (score, max_score, status, text in the reason). Max scores: chapter 2 has 26
@@ -51,11 +53,19 @@ EXPECTED = {
     "deleted_cells": (24, 39, "graded", "NameError"),
     "renamed_function": (22, 30, "graded", "boxcar_weights"),
     "redefine_check_monkeypatch": (2, 30, "graded", "2/30 checks passed"),
-    "write_outside": (39, 39, "graded", "PermissionError: grading sandbox"),
+    "write_outside": (39, 39, "graded", 'PermissionError "grading sandbox'),
     "import_solutions": (0, 30, "graded", "No module named 'instructor'"),  # not there
     "exit_early": (0, 39, "crashed", "ended the Python process (exit code 3)"),
     "garbage_outputs": (0, 39, "graded", "0/39 checks passed"),
     "garbage_02_attention_pooling": (0, 30, "invalid", "not a notebook"),
+    # attacks on the grader (make_submissions.attacks): none earns more than without it
+    "attack_library_in_a_thread": (19, 39, "graded", "lost points in masked_softmax, "
+                                   "scaled_dot_product_attention"),  # = the library's values
+    "attack_read_through_dir_fd": (30, 30, "graded", "all 30 checks passed"),
+    "attack_sandbox_off_by_gc": (30, 30, "graded", "all 30 checks passed"),
+    "attack_detached_process": (30, 30, "graded", "all 30 checks passed"),
+    "attack_own_reason": (0, 39, "graded", 'cell 4: RuntimeError "all 39 checks passed ; '
+                          'score 39/39"; nothing implemented yet'),
 }
 
 
@@ -66,6 +76,11 @@ def graded(tmp_path_factory):
     Under pytest-xdist every worker asks for it; the first one grades (holding a lock), the
     others wait and read the same results, so the folder is not graded twice at once.
     """
+    why = isolation()
+    if why is not None:
+        if os.environ.get("REQUIRE_SANDBOX_TESTS"):
+            pytest.fail(f"the grader's sandbox cannot run here: {why}")
+        pytest.skip(f"the grader's sandbox cannot run here: {why}")
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this run only
     out = shared / "graded_fixtures"
@@ -102,7 +117,7 @@ def test_the_fixture_folder_is_up_to_date():
     for name, nb in fresh.items():
         assert json.loads((FIXTURES / f"{name}.ipynb").read_text()) == json.loads(
             json.dumps(nb)), f"{name} is stale: run python tests/fixtures/make_submissions.py"
-    assert len(EXPECTED) >= 12 + 2
+    assert len(EXPECTED) >= 12 + 2 + 5
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -132,7 +147,7 @@ def test_gradebook_and_summary(graded):
     assert perfect["nw_gaussian"] == "10" and perfect["loo_mse"] == "9"
     summary = (graded / "summary.txt").read_text()
     assert all(name in summary for name in EXPECTED)
-    assert "20 submissions graded in" in summary
+    assert f"{len(EXPECTED)} submissions graded in" in summary
     assert f"hidden checks: {_n_hidden_checks()} " in summary
 
 
@@ -211,3 +226,43 @@ def test_list_command(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "02_attention_pooling" in out and "masked_softmax" in out
+
+
+def test_attacks_reach_nothing_and_leave_nothing(graded):
+    """The attacks of make_submissions.attacks, graded in the bubblewrap sandbox."""
+    for p in ESCAPES:
+        assert not p.exists(), f"a submission wrote {p}"
+    # nothing the sandboxes started is still running (their uids start at 61000)
+    left = [line for line in os.popen("ps -eo uid=,args=").read().splitlines()
+            if line.split() and line.split()[0].isdigit() and int(line.split()[0]) >= 61000]
+    assert left == [], left
+    out = (graded / "attack_read_through_dir_fd" / "output.txt").read_text()
+    assert "found 0 files" in out and out.count("FileNotFoundError") == 3
+    assert out.count("is gone") == 3  # the runner's inputs, the hidden checks' among them
+    out = (graded / "attack_detached_process" / "output.txt").read_text()
+    assert "spawned a process that holds the output pipe" in out  # the attack did run ...
+    rows = {r["submission"]: r for r in csv.DictReader((graded / "gradebook.csv").open())}
+    assert float(rows["attack_detached_process"]["seconds"]) < TIMEOUT  # ... and stalled nothing
+    res = json.loads((graded / "attack_library_in_a_thread" / "results.json").read_text())
+    rules = [t for t in res["tests"] if "[rules]" in t["name"]
+             and t["name"].startswith(("masked_softmax", "scaled_dot_product_attention"))]
+    assert rules and all(t["score"] == 0 and "read from the notebook" in t["output"]
+                         for t in rules)
+    # the student's words stay quoted, after the grader's own count
+    reason = json.loads((graded / "attack_own_reason" / "results.json").read_text())["output"]
+    assert reason.startswith("0/39 checks passed; cell 4: RuntimeError \"")
+
+
+def test_without_isolation_the_grader_refuses_unless_told(monkeypatch, tmp_path, capsys):
+    from attention_course.grading import Grader, sandbox
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)  # no bwrap here
+    with pytest.raises(sandbox.IsolationUnavailable, match="bubblewrap"):
+        Grader(solutions_dir=SOLUTIONS, hidden_dir=HIDDEN, run_selftest=False)
+    assert main([str(tmp_path), "--out", str(tmp_path / "out"), "--solutions", str(SOLUTIONS),
+                 "--no-selftest", "--quiet"]) == 2
+    assert "cannot isolate submissions: bubblewrap (bwrap) is not installed" in \
+        capsys.readouterr().err
+    # said explicitly, it grades, and says what is lost
+    assert main([str(tmp_path), "--out", str(tmp_path / "out"), "--solutions", str(SOLUTIONS),
+                 "--no-selftest", "--quiet", "--no-isolation"]) == 0
+    assert "WITHOUT isolation" in capsys.readouterr().err

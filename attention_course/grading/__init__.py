@@ -1,9 +1,12 @@
 """Grading exercise notebooks: sandboxed execution, public + hidden checks, gradebooks.
 
-* :func:`grade_folder` / :class:`Grader` -- grade every notebook of a folder: each runs in
-  its own subprocess (wall-time and memory limits, scrubbed environment, no access to the
-  solutions), its exercises are probed with the checks' inputs, and the outcomes are judged
-  here with partial credit per check. Writes ``gradebook.csv``, ``summary.txt`` and a
+* :func:`grade_folder` / :class:`Grader` -- grade every notebook of a folder: each runs in a
+  bubblewrap sandbox of its own (:mod:`~attention_course.grading.sandbox`: own uid, PID and
+  network namespaces, a file system without the instructor's files, the other submissions
+  or the output folder; limits on time, memory, file size and processes), its exercises are
+  probed there with the checks' inputs, and the outcomes are judged here, outside, with
+  partial credit per check; the rules and efficiency tiers also read the submitted source
+  (:mod:`~attention_course.grading.rules`). Writes ``gradebook.csv``, ``summary.txt`` and a
   Gradescope ``results.json`` per submission.
 * :func:`build_student_bundle` -- the exercise notebooks for students, with a proof that
   neither they nor the package contain solutions or hidden checks.
@@ -17,10 +20,11 @@ from .cli import main
 from .grader import Grader, SubmissionResult, grade_folder
 from .instructor import find_instructor_dirs, load_hidden_checks, load_solutions, selftest
 from .notebook import solution_sources, solve_notebook, strip_outputs
-from .sandbox import Limits
+from .sandbox import IsolationUnavailable, Limits, isolation
 
 __all__ = [
-    "grade_folder", "Grader", "SubmissionResult", "Limits", "main",
+    "grade_folder", "Grader", "SubmissionResult", "Limits", "main", "isolation",
+    "IsolationUnavailable",
     "build_student_bundle", "scan_for_leaks", "BundleReport", "BundleLeakError",
     "find_instructor_dirs", "load_hidden_checks", "load_solutions", "selftest",
     "solve_notebook", "solution_sources", "strip_outputs",

@@ -314,6 +314,8 @@ def main(root: str) -> None:
     watches = [probe_mod.resolve_forbidden(t.get("options", {}).get("forbid", ()))
                if t["probe"] == "trace" else None for t in tasks]
     os.makedirs(os.path.join(root, "out"), exist_ok=True)
+    for name in ("tasks.pt", "cells.json", "config.json"):  # the submission never reads them
+        os.remove(os.path.join(root, name))
     cell_timeout = float(cfg.get("cell_timeout", 30))
     probe_timeout = float(cfg.get("probe_timeout", 10))
 

@@ -16,6 +16,7 @@ score and a reason; nothing it does stops the others from being graded.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -34,6 +35,7 @@ from ..checks.core import Assignment, Check, Exercise, assignments
 from ..checks.report import CheckResult, judge_check
 from .instructor import find_instructor_dirs, load_hidden_checks, load_solutions, selftest
 from .notebook import detect_assignment, read_submission
+from .rules import forbidden_uses
 from .sandbox import IsolationUnavailable, Limits, RunResult, isolation, run_in_sandbox
 
 __all__ = ["SubmissionResult", "Grader", "grade_folder"]
@@ -79,21 +81,53 @@ def _submission_id(path: Path, root: Path, taken: set) -> str:
     return sid
 
 
-def _where(progress: dict) -> str:
+def _where(progress: dict, cells: Dict[int, str], symbols: Sequence[str]) -> str:
+    """Where the notebook was, in the grader's own words: the child reports only a phase and
+    a number or name, which are checked against the submission and the assignment."""
     phase = progress.get("phase")
-    if phase == "cell":
-        line = str(progress.get("first_line", ""))[:40]
-        return f"cell {progress.get('cell')}" + (f" (`{line}`)" if line else "")
+    if phase == "cell" and progress.get("cell") in cells:
+        number = progress["cell"]
+        line = _first_code_line(cells[number])
+        return f"cell {number}" + (f" ({json.dumps(line, ensure_ascii=True)})" if line else "")
     if phase == "probe":
-        return f"the checks of `{progress.get('symbol')}`"
+        symbol = progress.get("symbol")
+        return f"the checks of `{symbol}`" if symbol in symbols else "the checks"
     if phase == "startup":
         return "start-up"
     return "the end"
 
 
+def _first_code_line(src: str) -> str:
+    for line in src.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            return line[:37] + "..." if len(line) > 40 else line
+    return ""
+
+
 def _short(text: str, n: int = 110) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _cell_number(n) -> str:
+    return str(n) if isinstance(n, int) and not isinstance(n, bool) else "?"
+
+
+def _quoted_error(error) -> str:
+    """A cell's error as the reason column shows it: the exception's type name (identifier
+    characters only), then what the submission's exception said, as quoted student text,
+    truncated and escaped: a submission cannot write its own reason."""
+    text = str(error or "")
+    if re.fullmatch(r"interrupted after [0-9.]+ s \(the time limit of one cell\)", text):
+        return text  # the runner's own words (forging them gains nothing)
+    kind, _, message = text.partition(": ")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]{0,40}", kind):
+        kind, message = "error", text
+    message = " ".join(message.split())
+    if len(message) > 50:
+        message = message[:47] + "..."
+    return f"{kind} {json.dumps(message, ensure_ascii=True)}" if message else kind
 
 
 class Grader:
@@ -169,7 +203,7 @@ class Grader:
         pairs, blob = self.plan(name)
         run = run_in_sandbox(cells, blob, len(pairs), self.limits, deny_read=deny_read,
                              keep=keep, isolate=self.isolate)
-        stop_note = self._stop_note(run)
+        stop_note = self._stop_note(run, dict(cells), [ex.name for ex, _ in pairs])
         results = []
         for (ex, chk), outcomes in zip(pairs, run.outcomes):
             if outcomes is None:
@@ -177,7 +211,8 @@ class Grader:
                                            chk.points, f"not checked: {stop_note or 'no result'}",
                                            hidden=chk.hidden))
             else:
-                results.append(judge_check(ex, chk, outcomes))
+                results.append(self._read_rules(judge_check(ex, chk, outcomes), ex, chk,
+                                                cells))
         score = sum(r.score for r in results)
         max_score = sum(r.points for r in results)
         per_ex: Dict[str, Tuple[float, float]] = {}
@@ -193,10 +228,27 @@ class Grader:
                                 results=results, exercise_scores=per_ex,
                                 cell_errors=run.cell_errors, output=out)
 
-    def _stop_note(self, run: RunResult) -> str:
+    @staticmethod
+    def _read_rules(res: CheckResult, ex: Exercise, chk: Check, cells) -> CheckResult:
+        """A watched check (rules and efficiency tiers: the in-sandbox tracer looks at the
+        call) also fails when the code the exercise can reach refers to a forbidden function
+        or hides what it does (a thread, a computed name): the tracer can be blinded, the
+        source cannot (:mod:`~attention_course.grading.rules`)."""
+        if not res.passed or chk.probe != "trace":
+            return res
+        used = forbidden_uses(cells, ex.name, chk.options.get("forbid", ()))
+        if not used:
+            return res
+        return dataclasses.replace(
+            res, passed=False, message=f"the code of `{ex.name}` uses {', '.join(used[:3])} "
+                                       f"(read from the notebook)",
+            hint="build it from torch operations, in the calling thread: the library's version "
+                 "is what your code is compared with")
+
+    def _stop_note(self, run: RunResult, cells: Dict[int, str], symbols: Sequence[str]) -> str:
         if run.finished:
             return ""
-        where = _where(run.progress)
+        where = _where(run.progress, cells, symbols)
         if run.timed_out:
             return f"stopped at the {self.limits.timeout:g} s time limit during {where}"
         rc = run.returncode
@@ -219,7 +271,8 @@ class Grader:
         if run.cell_errors:
             e = run.cell_errors[0]
             more = f" (and {len(run.cell_errors) - 1} more)" if len(run.cell_errors) > 1 else ""
-            parts.append(f"cell {e.get('cell')}: {_short(e.get('error', ''), 60)}{more}")
+            parts.append(f"cell {_cell_number(e.get('cell'))}: {_quoted_error(e.get('error'))}"
+                         f"{more}")
         if passed < n and not stop_note:
             msgs = [r.message for r in results if not r.passed]
             if all("not implemented yet" in m or "not answered yet" in m or "not done yet" in m
