@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from attention_lib import functional as AF
+from attention_lib.position import sinusoidal_encoding
 from helpers import rand_mask, randn
 from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
@@ -365,10 +366,10 @@ def _closed_form(n, dim, base=10000.0):
 @pytest.mark.parametrize("base", [10000.0, 100.0])
 def test_sinusoidal_encoding_closed_form(n, dim, base):
     expected = _closed_form(n, dim, base)
-    p64 = AF.sinusoidal_encoding(n, dim, base=base, dtype=torch.float64)
+    p64 = sinusoidal_encoding(n, dim, base=base, dtype=torch.float64)
     assert p64.shape == (n, dim) and p64.dtype == torch.float64
     assert_close(p64, expected)
-    p32 = AF.sinusoidal_encoding(n, dim, base=base)
+    p32 = sinusoidal_encoding(n, dim, base=base)
     assert p32.dtype == torch.float32
     assert_close(p32, expected.float())
 
@@ -378,7 +379,7 @@ def test_sinusoidal_encoding_closed_form(n, dim, base):
 def test_sinusoidal_shift_is_a_fixed_rotation(dim, k):
     """P[p + k] = R_k P[p] for one block-diagonal rotation R_k that does not depend on p."""
     n = 40
-    pe = AF.sinusoidal_encoding(n + k, dim, dtype=torch.float64)
+    pe = sinusoidal_encoding(n + k, dim, dtype=torch.float64)
     rot = torch.zeros(dim, dim, dtype=torch.float64)
     for i in range(dim // 2):
         w = k / 10000.0 ** (2 * i / dim)
@@ -393,4 +394,4 @@ def test_sinusoidal_shift_is_a_fixed_rotation(dim, k):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_sinusoidal_encoding_device(device):
-    assert AF.sinusoidal_encoding(4, 6, device=device).device.type == device
+    assert sinusoidal_encoding(4, 6, device=device).device.type == device
