@@ -94,7 +94,8 @@ def multi_head_attention_loop(module: nn.Module, query: Tensor, key: Optional[Te
     where ``W_h^Q`` is the h-th block of ``Dh`` rows of ``module.q_proj.weight`` (and so on),
     and each head is computed by :func:`~attention_lib.functional.reference_attention` on its
     own. ``module`` is a :class:`~attention_lib.layers.MultiHeadAttention` (query head h reads
-    K/V head ``h // num_groups``); its weights are used, nothing else (not its ``attn_fn``). No dropout (evaluation only) and no KV cache.
+    K/V head ``h // num_groups``); its weights are used, nothing else (not its ``attn_fn``).
+    No dropout (evaluation only) and no KV cache.
 
     query: (B, Nq, E)   key: (B, Nk, kdim)   value: (B, Nk, vdim)  (default: self-attention)
     attn_mask: bool broadcastable to (B, H, Nq, Nk), True = may attend.

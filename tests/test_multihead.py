@@ -1,8 +1,8 @@
 """Grouped-query / multi-query attention (MultiHeadAttention with num_kv_heads), the per-head
 loop, the KV cache and the cost model (attention_lib.multihead).
 
-References: torch.nn.MultiheadAttention (same weights), reference_attention applied head by head with K/V heads repeated by
-repeat_interleave, torch SDPA's own ``enable_gqa``, full causal attention (for incremental
+References: torch.nn.MultiheadAttention (same weights), reference_attention applied head by
+head with K/V heads repeated by repeat_interleave, torch SDPA's own ``enable_gqa``, full causal attention (for incremental
 decoding), the parameters torch counts and the FLOPs torch.utils.flop_counter counts.
 """
 from __future__ import annotations
