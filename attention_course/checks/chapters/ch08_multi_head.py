@@ -192,7 +192,8 @@ def _mh_case(seed, dtype, *, sizes=None, mask=None, grad=False):
 
 
 MH_FORBID = ("attention_lib.layers.MultiHeadAttention", "attention_lib.layers.split_heads",
-             "attention_lib.layers.merge_heads", "attention_lib.multihead.multi_head_attention_loop",
+             "attention_lib.layers.merge_heads",
+             "attention_lib.multihead.multi_head_attention_loop",
              "torch.nn.functional.multi_head_attention_forward", "op:multi_head_attention",
              "torch.nn.MultiheadAttention")
 
