@@ -211,6 +211,27 @@ def test_model_output_is_independent_of_batch_padding(corpus):
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
+def test_decoder_with_a_kv_cache_equals_the_full_causal_pass(norm_first, gen):
+    """A prefix, then one position at a time against each layer's KVCache: the outputs of one
+    causal pass over the whole sequence (float64, the reference path's weights too)."""
+    dec = randomize_(TransformerDecoder(2, D, H, F, norm_first=norm_first).double(), gen).eval()
+    x, memory = randn(2, 7, D, gen=gen), randn(2, 5, D, gen=gen)
+    keep = M.key_mask(torch.tensor([5, 3]), 5)
+    with torch.no_grad():
+        full, w_self, _ = dec(x, memory, memory_attn_mask=keep, return_weights=True)
+        out, caches = dec(x[:, :3], memory, memory_attn_mask=keep, use_cache=True)
+        steps = [out]
+        for t in range(3, 7):
+            y, ws, _, caches = dec(x[:, t:t + 1], memory, memory_attn_mask=keep, past=caches,
+                                   use_cache=True, return_weights=True)
+            steps.append(y)
+            assert_close(ws[-1], w_self[-1][:, :, t:t + 1, :t + 1])  # (B, H, 1, t + 1)
+    assert_close(torch.cat(steps, 1), full)
+    assert [c.length for c in caches] == [7, 7]
+    assert caches[0].key.shape == (2, H, 7, D // H)  # projected keys, not layer inputs
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
 def test_incremental_decoding_equals_teacher_forcing(corpus, norm_first):
     model = _tiny_model(corpus, norm_first=norm_first)
     b = corpus.batch(corpus.splits["test"][:5])
