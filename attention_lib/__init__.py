@@ -5,8 +5,8 @@ Where things live (the modules follow the book's parts):
 * :mod:`~attention_lib.functional` -- scores, ``masked_softmax``, ``reference_attention``,
   ``attention`` (SDPA signature)                                            (Parts I-II)
 * :mod:`~attention_lib.masks` -- padding / causal masks, combining, converting  (Part II)
-* :mod:`~attention_lib.layers` -- ``nn.Module`` wrappers: dot-product, additive and
-  multi-head attention                                                      (Parts I-II)
+* :mod:`~attention_lib.layers` -- ``nn.Module`` wrappers: dot-product, additive and the one
+  multi-head attention (MHA/GQA/MQA, rotary, KV cache, any family as ``attn_fn``) (Parts I-II)
 * :mod:`~attention_lib.pooling` -- attention pooling as Nadaraya-Watson kernel regression:
   kernels, ``nadaraya_watson``, a learnable-bandwidth module, toy data        (Part I, ch. 2)
 * :mod:`~attention_lib.lexicon`, :mod:`~attention_lib.grammar` -- an English/French lexicon
@@ -20,8 +20,8 @@ Where things live (the modules follow the book's parts):
 * :mod:`~attention_lib.pretrained` -- small trained Part I models shipped as package data
 * :mod:`~attention_lib.position` -- the sinusoidal encoding, rotary embeddings, the
   sinusoidal shift map                                                      (Part II, ch. 6)
-* :mod:`~attention_lib.multihead` -- grouped-query / multi-query attention, KV cache,
-  per-head loop, parameter and FLOP counts                                  (Part II, ch. 8)
+* :mod:`~attention_lib.multihead` -- the KV cache, ``repeat_kv`` for grouped-query / multi-query
+  attention, the per-head loop, parameter and FLOP counts                   (Part II, ch. 8)
 * :mod:`~attention_lib.diagnostics` -- ``causal_leakage`` for any attention function  (ch. 7)
 * :mod:`~attention_lib.complexity` -- Conv1d, GRU and self-attention layers measured: FLOPs,
   sequential steps, path length from gradients, fitted exponents       (Part II, ch. 9)

@@ -145,3 +145,4 @@ def from_valid_lens(valid_lens: Tensor, nq: int, nk: int) -> Tensor:
         raise ValueError(f"valid_lens must be (B,) or (B, Nq={nq}), got {shape_str(valid_lens)}")
     keys = torch.arange(nk, device=valid_lens.device)
     return (keys < valid_lens[..., None])[:, None]  # (B, 1, Nq, Nk)
+key_mask = key_padding_mask  # renamed in the masks change

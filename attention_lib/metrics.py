@@ -400,7 +400,7 @@ def attention_aer(weights, alignments: Sequence[Iterable[Link]], *,
 
     weights: (B, Nt, Ns) tensor (a padded batch) or a list of B tensors (Nt_b, Ns_b); row j
     = attention of the decoder step that predicts target token j. Take them from a
-    teacher-forced pass over the reference translation (``model(src, src_len, tgt_in)``),
+    teacher-forced pass over the reference translation (``model.alignment(src, src_len, tgt_in)``),
     so that row j belongs to gold target word j whatever the model would have generated;
     weights from free decoding line up with the gold words only where the output equals
     the reference.

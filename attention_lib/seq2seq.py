@@ -314,6 +314,11 @@ class Seq2Seq(nn.Module):
         mask = padding_mask(src_len, src.shape[1])  # (B, Ns)
         return states, summary, mask
 
+    def alignment(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Optional[Tensor]:
+        """The attention weights (B, Nt, Ns) of a teacher-forced pass (a model that computes
+        no weights in ``forward`` overrides this to ask for them)."""
+        return self(src, src_len, tgt_in)[1]
+
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor):
         check_tensor("tgt_in", tgt_in, ndim=2, floating=False, layout="(B, Nt)")
         if tgt_in.shape[0] != src.shape[0]:
@@ -483,7 +488,7 @@ def teacher_forced_attention(model: Seq2Seq, corpus, index, *, batch_size: int =
                          "decoder has none (kind 'plain')")
 
     def weights(batch):
-        _, attn = model(batch.src, batch.src_len, batch.tgt_in)  # (B, Nt, Ns)
+        attn = model.alignment(batch.src, batch.src_len, batch.tgt_in)  # (B, Nt, Ns)
         attn = attn.float().cpu()
         return [attn[b, :int(batch.tgt_len[b]), :int(batch.src_len[b])].clone()
                 for b in range(attn.shape[0])]

@@ -13,21 +13,25 @@ encoder-decoder translation model that plugs into the Part I training and decodi
   normalisation when ``norm_first=True``, as the pre-norm papers do).
 * :class:`Transformer` -- token embeddings scaled by sqrt(d_model), sinusoidal positions,
   encoder, decoder and output projection. It is a :class:`attention_lib.seq2seq.Seq2Seq`:
-  ``model(src, src_len, tgt_in) -> (logits, cross-attention)``, so
+  ``model(src, src_len, tgt_in) -> (logits, None)`` (``model.alignment`` gives the
+  cross-attention), so
   :func:`~attention_lib.train.train_seq2seq`, :func:`~attention_lib.seq2seq.greedy_decode`,
   :func:`~attention_lib.seq2seq.beam_search`, :func:`~attention_lib.seq2seq.translate` and
   :func:`~attention_lib.seq2seq.teacher_forced_attention` work on it unchanged.
-  ``return_weights=True`` returns the weights of all three kinds of attention.
+  Weights are computed only when asked: ``return_weights=True`` returns those of all three
+  kinds of attention; otherwise attention runs on the fast path (SDPA).
 * :class:`SequenceBatchNorm` -- BatchNorm over the features of ``(B, N, d)`` inputs, for
   ``norm="batch"``. Plain BatchNorm computes its statistics over every position of the
-  batch, padding included; pass ``valid`` (True = real token) to exclude the padding.
+  batch, padding included; pass ``token_mask`` (True = real token) to exclude the padding.
 
 Layout: modules take ``(B, N, d_model)``; attention weights come back per head,
-``(B, H, Nq, Nk)``. Masks are bool, True = may attend, broadcastable to ``(B, H, Nq, Nk)``;
-a key-padding mask is ``key_padding_mask(lengths)`` of shape ``(B, 1, 1, Nk)``. Note the
+``(B, H, Nq, Nk)``. Masks are bool, True = may attend, broadcastable to ``(B, H, Nq, Nk)``:
+``attn_mask`` for a layer's self-attention, ``memory_attn_mask`` for the decoder's
+cross-attention; a key mask is ``key_mask(lengths)`` of shape ``(B, 1, 1, Nk)``. Note the
 polarity: torch's ``src_key_padding_mask`` is True where a key must be *ignored*.
-The attention itself is :class:`attention_lib.layers.MultiHeadAttention`; nothing here
-re-implements it.
+The attention itself is :class:`attention_lib.layers.MultiHeadAttention`, and incremental
+decoding keeps one :class:`attention_lib.multihead.KVCache` per decoder layer; nothing here
+re-implements them.
 """
 from __future__ import annotations
 
@@ -38,10 +42,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validate import check_mask, check_tensor, shape_str
+from ._validate import check_int, check_mask, check_tensor, shape_str
 from .layers import MultiHeadAttention
+from .masks import key_mask, padding_mask
+from .multihead import KVCache
 from .position import PositionalEncoding
-from .masks import causal_mask, key_padding_mask, padding_mask
 from .seq2seq import Seq2Seq, _check_batch
 
 Tensor = torch.Tensor
@@ -54,15 +59,10 @@ _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 
 # --------------------------------------------------------------------------- helpers
-def _positive_int(name: str, val) -> None:
-    if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-        raise ValueError(f"{name} must be a positive int, got {val!r}")
-
-
 def _check_common(d_model, num_heads, dim_feedforward, dropout, norm, activation) -> None:
     for name, val in (("d_model", d_model), ("num_heads", num_heads),
                       ("dim_feedforward", dim_feedforward)):
-        _positive_int(name, val)
+        check_int(name, val)
     if d_model % num_heads:
         raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}")
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
@@ -82,15 +82,16 @@ def _check_x(name: str, x: Tensor, d_model: int, n: str = "N", empty_ok: bool = 
         raise ValueError(f"{name} has no positions: shape {shape_str(x)}")
 
 
-def _check_valid(valid: Optional[Tensor], x: Tensor, name: str = "valid") -> None:
-    if valid is None:
+def _check_token_mask(token_mask: Optional[Tensor], x: Tensor) -> None:
+    if token_mask is None:
         return
-    if not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool:
-        got = valid.dtype if isinstance(valid, torch.Tensor) else type(valid).__name__
-        raise TypeError(f"{name} must be a bool tensor (B, N), True = real token, got {got}")
-    if valid.shape != x.shape[:2]:
-        raise ValueError(f"{name} must have shape (B, N) = {shape_str(x.shape[:2])}, got "
-                         f"{shape_str(valid)}")
+    if not isinstance(token_mask, torch.Tensor) or token_mask.dtype != torch.bool:
+        got = token_mask.dtype if isinstance(token_mask, torch.Tensor) else \
+            type(token_mask).__name__
+        raise TypeError(f"token_mask must be a bool tensor (B, N), True = real token, got {got}")
+    if token_mask.shape != x.shape[:2]:
+        raise ValueError(f"token_mask must have shape (B, N) = {shape_str(x.shape[:2])}, got "
+                         f"{shape_str(token_mask)}")
 
 
 class SequenceBatchNorm(nn.Module):
@@ -100,7 +101,7 @@ class SequenceBatchNorm(nn.Module):
     the **B * N positions** of the batch in training, and over running averages of them in
     eval mode: ``nn.BatchNorm1d(d)`` applied to ``x.transpose(1, 2)``, with its parameters.
 
-    valid: optional (B, N) bool, True = real token. Without it, padded positions count in
+    token_mask: optional (B, N) bool, True = real token. Without it, padded positions count in
     the statistics like real ones, so the output for a sentence depends on how much padding
     its batch carries. With it, statistics (and the running averages) use the real
     positions only; the output then still depends on the other sentences in the batch, and
@@ -111,16 +112,16 @@ class SequenceBatchNorm(nn.Module):
         super().__init__()
         self.bn = nn.BatchNorm1d(d_model, eps=eps, momentum=momentum)
 
-    def forward(self, x: Tensor, valid: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, token_mask: Optional[Tensor] = None) -> Tensor:
         _check_x("x", x, self.bn.num_features)
-        _check_valid(valid, x)
-        if valid is None:
+        _check_token_mask(token_mask, x)
+        if token_mask is None:
             return self.bn(x.transpose(1, 2)).transpose(1, 2)  # (B, N, d)
         bn = self.bn
         if self.training:
-            real = x[valid]  # (M, d): the real positions only
+            real = x[token_mask]  # (M, d): the real positions only
             if real.shape[0] < 2:
-                raise ValueError(f"valid marks {real.shape[0]} real position(s); batch "
+                raise ValueError(f"token_mask marks {real.shape[0]} real position(s); batch "
                                  f"statistics need at least 2")
             mean, var = real.mean(0), real.var(0, unbiased=False)  # (d,)
             with torch.no_grad():
@@ -140,9 +141,9 @@ def _make_norm(norm: str, d_model: int, eps: float) -> nn.Module:
     return nn.LayerNorm(d_model, eps=eps) if norm == "layer" else SequenceBatchNorm(d_model, eps)
 
 
-def _apply_norm(norm: nn.Module, x: Tensor, valid: Optional[Tensor]) -> Tensor:
-    """LayerNorm acts on each position alone and never needs ``valid``."""
-    return norm(x, valid) if isinstance(norm, SequenceBatchNorm) else norm(x)
+def _apply_norm(norm: nn.Module, x: Tensor, token_mask: Optional[Tensor]) -> Tensor:
+    """LayerNorm acts on each position alone and never needs ``token_mask``."""
+    return norm(x, token_mask) if isinstance(norm, SequenceBatchNorm) else norm(x)
 
 
 # --------------------------------------------------------------------------- layers
@@ -189,14 +190,15 @@ class TransformerEncoderLayer(nn.Module):
     ``v_proj``, ``out_proj`` instead of one stacked ``in_proj_weight``). norm: ``"layer"``
     (LayerNorm) or ``"batch"`` (:class:`SequenceBatchNorm`, for the comparison of chapter 10).
 
-    forward(x, *, mask=None, valid=None, return_weights=False)
-        x: (B, N, d_model). mask: bool broadcastable to (B, H, N, N), True = may attend; for
-        key padding ``mask = pad_mask[:, None, None, :]`` with ``pad_mask`` True at real
-        tokens. valid: (B, N) bool, only used by ``norm="batch"`` (see
+    forward(x, *, attn_mask=None, token_mask=None, return_weights=False)
+        x: (B, N, d_model). attn_mask: bool broadcastable to (B, H, N, N), True = may attend;
+        for key padding ``attn_mask = key_mask(lengths)``, (B, 1, 1, N). token_mask: (B, N)
+        bool, True = real token, only used by ``norm="batch"`` (see
         :class:`SequenceBatchNorm`). Returns (B, N, d_model), or ``(out, weights)`` with
-        weights (B, H, N, N). Equals ``torch.nn.TransformerEncoderLayer(d_model, num_heads,
-        dim_feedforward, dropout, batch_first=True, norm_first=...)`` with the same weights
-        and ``src_key_padding_mask = ~pad_mask``.
+        weights (B, H, N, N) (computed only then; otherwise SDPA runs). Equals
+        ``torch.nn.TransformerEncoderLayer(d_model, num_heads, dim_feedforward, dropout,
+        batch_first=True, norm_first=...)`` with the same weights
+        and ``src_key_padding_mask = ~padding_mask(lengths)``.
     """
 
     def __init__(self, d_model: int, num_heads: int, dim_feedforward: int,
@@ -206,26 +208,24 @@ class TransformerEncoderLayer(nn.Module):
         _build_sublayers(self, d_model, num_heads, dim_feedforward, dropout, norm_first,
                          activation, norm, layer_norm_eps, num_sublayers=2)
 
-    def _sa(self, x: Tensor, mask: Optional[Tensor], weights: bool):
-        if not weights:  # the fast path (SDPA) never materialises the weights
-            return self.dropout1(self.self_attn(x, x, x, mask)), None
-        out, w = self.self_attn(x, x, x, mask, return_weights=True)  # (B, N, E), (B, H, N, N)
+    def _sa(self, x: Tensor, attn_mask: Optional[Tensor], weights: bool):
+        res = self.self_attn(x, attn_mask=attn_mask, return_weights=weights)
+        out, w = res if weights else (res, None)  # (B, N, E), (B, H, N, N)
         return self.dropout1(out), w
 
-    def forward(self, x: Tensor, *, mask: Optional[Tensor] = None,
-                valid: Optional[Tensor] = None, return_weights: bool = False):
+    def forward(self, x: Tensor, *, attn_mask: Optional[Tensor] = None,
+                token_mask: Optional[Tensor] = None, return_weights: bool = False):
         _check_x("x", x, self.d_model)
-        _check_valid(valid, x)
-        b, n, _ = x.shape
-        check_mask("mask", mask, (b, self.num_heads, n, n), layout="(B, H, N, N)")
+        _check_token_mask(token_mask, x)
+        tm = token_mask
         if self.norm_first:
-            a, w = self._sa(_apply_norm(self.norm1, x, valid), mask, return_weights)
+            a, w = self._sa(_apply_norm(self.norm1, x, tm), attn_mask, return_weights)
             x = x + a
-            x = x + _feed_forward(self, _apply_norm(self.norm2, x, valid))
+            x = x + _feed_forward(self, _apply_norm(self.norm2, x, tm))
         else:
-            a, w = self._sa(x, mask, return_weights)
-            x = _apply_norm(self.norm1, x + a, valid)
-            x = _apply_norm(self.norm2, x + _feed_forward(self, x), valid)
+            a, w = self._sa(x, attn_mask, return_weights)
+            x = _apply_norm(self.norm1, x + a, tm)
+            x = _apply_norm(self.norm2, x + _feed_forward(self, x), tm)
         return (x, w) if return_weights else x  # (B, N, d_model), (B, H, N, N)
 
 
@@ -238,17 +238,20 @@ class TransformerDecoderLayer(nn.Module):
     x = norm3(x + FFN(x))``; pre-norm normalises each sublayer's input instead. Parameters as
     ``torch.nn.TransformerDecoderLayer`` (whose ``multihead_attn`` is ``cross_attn`` here).
 
-    forward(x, memory, *, mask=None, memory_mask=None, is_causal=True, past=None,
-            valid=None, return_weights=False)
+    forward(x, memory, *, attn_mask=None, memory_attn_mask=None, is_causal=True, past=None,
+            use_cache=False, token_mask=None, return_weights=False)
         x: (B, Nt, d_model) decoder inputs. memory: (B, Ns, d_model).
-        mask: extra bool mask for self-attention, broadcastable to (B, H, Nt, Nt') (e.g. a
-        target key-padding mask), combined with the causal mask when ``is_causal``.
-        memory_mask: bool broadcastable to (B, H, Nt, Ns), e.g. the source key-padding mask
-        ``(B, 1, 1, Ns)``. past: (B, Np, d_model), this layer's inputs at earlier positions
-        (incremental decoding): x then holds positions Np .. Np+Nt-1, and self-attention runs
-        over ``cat(past, x)`` (Nt' = Np + Nt) with the causal mask shifted accordingly.
-        Returns (B, Nt, d_model), or ``(out, self_weights (B, H, Nt, Nt'), cross_weights
-        (B, H, Nt, Ns))``.
+        attn_mask: extra bool mask for self-attention, broadcastable to (B, H, Nt, Nt') (e.g. a
+        target key mask), combined with the causal mask when ``is_causal``.
+        memory_attn_mask: bool broadcastable to (B, H, Nt, Ns), the cross-attention's mask,
+        e.g. the source key mask ``key_mask(src_len)``, (B, 1, 1, Ns).
+        past: a :class:`~attention_lib.multihead.KVCache` of this layer's self-attention keys
+        and values at Np earlier positions (incremental decoding): x then holds positions
+        Np .. Np+Nt-1 and attends to ``Nt' = Np + Nt`` keys, the causal mask shifted
+        accordingly. use_cache: also return the cache extended by x's keys and values.
+        Returns (B, Nt, d_model); with ``return_weights`` also ``self_weights (B, H, Nt, Nt')``
+        and ``cross_weights (B, H, Nt, Ns)`` (computed only then); with ``use_cache`` also
+        the new cache, in that order.
     """
 
     def __init__(self, d_model: int, num_heads: int, dim_feedforward: int,
@@ -258,57 +261,47 @@ class TransformerDecoderLayer(nn.Module):
         _build_sublayers(self, d_model, num_heads, dim_feedforward, dropout, norm_first,
                          activation, norm, layer_norm_eps, num_sublayers=3)
 
-    def forward(self, x: Tensor, memory: Tensor, *, mask: Optional[Tensor] = None,
-                memory_mask: Optional[Tensor] = None, is_causal: bool = True,
-                past: Optional[Tensor] = None, valid: Optional[Tensor] = None,
-                return_weights: bool = False):
+    def forward(self, x: Tensor, memory: Tensor, *, attn_mask: Optional[Tensor] = None,
+                memory_attn_mask: Optional[Tensor] = None, is_causal: bool = True,
+                past: Optional[KVCache] = None, use_cache: bool = False,
+                token_mask: Optional[Tensor] = None, return_weights: bool = False):
         _check_x("x", x, self.d_model, "Nt")
         _check_x("memory", memory, self.d_model, "Ns")
-        _check_valid(valid, x)
+        _check_token_mask(token_mask, x)
         if memory.shape[0] != x.shape[0]:
             raise ValueError(f"memory {shape_str(memory)} and x {shape_str(x)} must have the "
                              f"same batch size")
-        b, nt, _ = x.shape
-        np_ = 0
-        if past is not None:
-            _check_x("past", past, self.d_model, "Np", empty_ok=True)
-            if past.shape[0] != b:
-                raise ValueError(f"past {shape_str(past)} and x {shape_str(x)} must have the "
-                                 f"same batch size")
-            np_ = past.shape[1]
-        nk = np_ + nt
-        check_mask("mask", mask, (b, self.num_heads, nt, nk), layout="(B, H, Nt, Nt')")
-        check_mask("memory_mask", memory_mask, (b, self.num_heads, nt, memory.shape[1]),
+        check_mask("memory_attn_mask", memory_attn_mask,
+                   (x.shape[0], self.num_heads, x.shape[1], memory.shape[1]),
                    layout="(B, H, Nt, Ns)")
-        keep = mask
-        if is_causal:  # query np_ + i sees keys 0 .. np_ + i: rows np_.. of a square mask
-            causal = causal_mask(nk, device=x.device)[np_:]  # (Nt, Nt')
-            keep = causal if keep is None else keep & causal
 
-        def self_block(h_q: Tensor, h_kv: Tensor):
-            out, w = self.self_attn(h_q, h_kv, h_kv, keep, return_weights=True)
-            return self.dropout1(out), w  # (B, Nt, E), (B, H, Nt, Nt')
+        def self_block(h: Tensor):
+            out, *w, new_cache = self.self_attn(h, attn_mask=attn_mask, is_causal=is_causal,
+                                                past=past, use_cache=True,
+                                                return_weights=return_weights)
+            return self.dropout1(out), (w or [None])[0], new_cache  # (B, Nt, E), (B, H, Nt, Nt')
 
         def cross_block(h: Tensor):
-            out, w = self.cross_attn(h, memory, memory, memory_mask, return_weights=True)
-            return self.dropout2(out), w  # (B, Nt, E), (B, H, Nt, Ns)
+            res = self.cross_attn(h, memory, memory, memory_attn_mask,
+                                  return_weights=return_weights)
+            out, w = res if return_weights else (res, None)  # (B, Nt, E), (B, H, Nt, Ns)
+            return self.dropout2(out), w
 
-        full = x if past is None else torch.cat([past, x], dim=1)  # (B, Nt', d_model)
+        tm = token_mask
         if self.norm_first:
-            h = _apply_norm(self.norm1, x, valid)
-            h_kv = h if past is None else _apply_norm(self.norm1, full, None)
-            a, w_self = self_block(h, h_kv)
+            a, w_self, cache = self_block(_apply_norm(self.norm1, x, tm))
             x = x + a
-            a, w_cross = cross_block(_apply_norm(self.norm2, x, valid))
+            a, w_cross = cross_block(_apply_norm(self.norm2, x, tm))
             x = x + a
-            x = x + _feed_forward(self, _apply_norm(self.norm3, x, valid))
+            x = x + _feed_forward(self, _apply_norm(self.norm3, x, tm))
         else:
-            a, w_self = self_block(x, full)
-            x = _apply_norm(self.norm1, x + a, valid)
+            a, w_self, cache = self_block(x)
+            x = _apply_norm(self.norm1, x + a, tm)
             a, w_cross = cross_block(x)
-            x = _apply_norm(self.norm2, x + a, valid)
-            x = _apply_norm(self.norm3, x + _feed_forward(self, x), valid)
-        return (x, w_self, w_cross) if return_weights else x
+            x = _apply_norm(self.norm2, x + a, tm)
+            x = _apply_norm(self.norm3, x + _feed_forward(self, x), tm)
+        res = (x,) + ((w_self, w_cross) if return_weights else ()) + ((cache,) if use_cache else ())
+        return res[0] if len(res) == 1 else res
 
 
 # --------------------------------------------------------------------------- stacks
@@ -322,7 +315,7 @@ class _LayerStack(nn.Module):
                  dropout: float = 0.0, *, norm_first: bool = False, activation="relu",
                  norm: str = "layer", layer_norm_eps: float = 1e-5):
         super().__init__()
-        _positive_int("num_layers", num_layers)
+        check_int("num_layers", num_layers)
         self.layers = nn.ModuleList(
             self.layer_class(d_model, num_heads, dim_feedforward, dropout,
                              norm_first=norm_first, activation=activation, norm=norm,
@@ -335,56 +328,62 @@ class TransformerEncoder(_LayerStack):
     normalisation (of kind ``norm``) after the last layer, as pre-norm models need (their
     residual stream is never normalised otherwise).
 
-    forward(x, *, mask=None, valid=None, return_weights=False)
+    forward(x, *, attn_mask=None, token_mask=None, return_weights=False)
         x: (B, N, d_model) -> (B, N, d_model), or ``(out, [weights (B, H, N, N) per layer])``.
+        attn_mask, token_mask: as :class:`TransformerEncoderLayer`, the same for every layer.
     """
 
     layer_class = TransformerEncoderLayer
 
-    def forward(self, x: Tensor, *, mask: Optional[Tensor] = None,
-                valid: Optional[Tensor] = None, return_weights: bool = False):
+    def forward(self, x: Tensor, *, attn_mask: Optional[Tensor] = None,
+                token_mask: Optional[Tensor] = None, return_weights: bool = False):
         weights = []
         for layer in self.layers:
-            res = layer(x, mask=mask, valid=valid, return_weights=return_weights)
+            res = layer(x, attn_mask=attn_mask, token_mask=token_mask,
+                        return_weights=return_weights)
             x, w = res if return_weights else (res, None)
             weights.append(w)
         if self.norm is not None:
-            x = _apply_norm(self.norm, x, valid)
+            x = _apply_norm(self.norm, x, token_mask)
         return (x, weights) if return_weights else x
 
 
 class TransformerDecoder(_LayerStack):
     """``num_layers`` :class:`TransformerDecoderLayer` s (+ a final norm when pre-norm).
 
-    forward(x, memory, *, mask=None, memory_mask=None, is_causal=True, past=None,
-            valid=None, return_weights=False)
-        x: (B, Nt, d_model), memory: (B, Ns, d_model) -> (B, Nt, d_model), or
-        ``(out, [self weights (B, H, Nt, Nt')], [cross weights (B, H, Nt, Ns)])`` per layer.
-        past: optional list with one (B, Np, d_model) tensor per layer, the layer inputs at
-        earlier positions (see :meth:`inputs` and incremental decoding in :class:`Transformer`).
+    forward(x, memory, *, attn_mask=None, memory_attn_mask=None, is_causal=True, past=None,
+            use_cache=False, token_mask=None, return_weights=False)
+        x: (B, Nt, d_model), memory: (B, Ns, d_model) -> (B, Nt, d_model); with
+        ``return_weights`` also ``[self weights (B, H, Nt, Nt')], [cross weights (B, H, Nt,
+        Ns)]`` per layer; with ``use_cache`` also the list of new caches, in that order.
+        past: optional list with one :class:`~attention_lib.multihead.KVCache` per layer (see
+        :meth:`TransformerDecoderLayer.forward` and incremental decoding in
+        :class:`Transformer`).
     """
 
     layer_class = TransformerDecoderLayer
 
-    def forward(self, x: Tensor, memory: Tensor, *, mask: Optional[Tensor] = None,
-                memory_mask: Optional[Tensor] = None, is_causal: bool = True,
-                past: Optional[list] = None, valid: Optional[Tensor] = None,
-                return_weights: bool = False, return_inputs: bool = False):
+    def forward(self, x: Tensor, memory: Tensor, *, attn_mask: Optional[Tensor] = None,
+                memory_attn_mask: Optional[Tensor] = None, is_causal: bool = True,
+                past: Optional[list] = None, use_cache: bool = False,
+                token_mask: Optional[Tensor] = None, return_weights: bool = False):
         if past is not None and len(past) != len(self.layers):
-            raise ValueError(f"past must hold one tensor per layer ({len(self.layers)}), got "
+            raise ValueError(f"past must hold one KVCache per layer ({len(self.layers)}), got "
                              f"{len(past)}")
-        w_self, w_cross, inputs = [], [], []
+        w_self, w_cross, caches = [], [], []
         for i, layer in enumerate(self.layers):
-            inputs.append(x)
-            x, ws, wc = layer(x, memory, mask=mask, memory_mask=memory_mask,
-                              is_causal=is_causal, past=None if past is None else past[i],
-                              valid=valid, return_weights=True)
-            w_self.append(ws)
-            w_cross.append(wc)
+            x, *w, cache = layer(x, memory, attn_mask=attn_mask,
+                                 memory_attn_mask=memory_attn_mask, is_causal=is_causal,
+                                 past=None if past is None else past[i], use_cache=True,
+                                 token_mask=token_mask, return_weights=return_weights)
+            if return_weights:
+                w_self.append(w[0])
+                w_cross.append(w[1])
+            caches.append(cache)
         if self.norm is not None:
-            x = _apply_norm(self.norm, x, valid)
-        res = (x, w_self, w_cross) if return_weights else (x,)
-        res = res + (inputs,) if return_inputs else res
+            x = _apply_norm(self.norm, x, token_mask)
+        res = (x,) + ((w_self, w_cross) if return_weights else ()) + \
+            ((caches,) if use_cache else ())
         return res[0] if len(res) == 1 else res
 
 
@@ -449,7 +448,7 @@ class _SourceEncoder(nn.Module):
     def forward(self, src: Tensor, src_len: Tensor, *, return_weights: bool = False):
         _check_batch(src, src_len)
         x = self.pos(self.embedding(src) * self.scale)  # (B, Ns, d_model)
-        res = self.encoder(x, mask=key_padding_mask(src_len, src.shape[1]),
+        res = self.encoder(x, attn_mask=key_mask(src_len, src.shape[1]),
                            return_weights=return_weights)
         return (res[0], None, res[1]) if return_weights else (res, None)
 
@@ -460,9 +459,12 @@ class _TargetDecoder(nn.Module):
     ``init_state(states, summary, src_mask)`` and ``step(y_prev, state)``, so that
     :func:`attention_lib.seq2seq.greedy_decode` and ``beam_search`` drive it.
 
-    ``attn`` is the cross-attention of the last layer averaged over heads, (B, Nt, Ns): the
-    one map a Part I chart can show. Decoding is incremental: the state keeps every layer's
-    inputs so far (``past_0``, ``past_1``, ...), so step t costs O(t), not O(t^2).
+    ``forward`` computes no weights (attn is None: the fast path, for training); ``_run`` with
+    ``return_weights=True`` does. ``step`` returns the cross-attention of the last layer
+    averaged over heads, (B, Ns), the one map a Part I chart can show. Decoding is incremental:
+    the state keeps every layer's cached self-attention keys and values (``key_0``,
+    ``value_0``, ``key_1``, ...; plain tensors, so that beam search can reorder them), so step t
+    projects one position and attends to t + 1 keys.
     """
 
     attends = True
@@ -477,37 +479,42 @@ class _TargetDecoder(nn.Module):
         self.scale = math.sqrt(d_model)
         self.d_model, self.max_len = d_model, max_len
 
-    def _run(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor):
+    def _run(self, tgt_in: Tensor, memory: Tensor, src_mask: Tensor, return_weights: bool):
         check_tensor("tgt_in", tgt_in, ndim=2, floating=False, layout="(B, Nt)")
         x = self.pos(self.embedding(tgt_in) * self.scale)  # (B, Nt, d_model)
-        h, w_self, w_cross = self.decoder(x, memory, memory_mask=src_mask[:, None, None, :],
-                                          return_weights=True)
+        res = self.decoder(x, memory, memory_attn_mask=src_mask[:, None, None, :],
+                           return_weights=return_weights)
+        if not return_weights:
+            return self.out(res), None, None  # (B, Nt, V)
+        h, w_self, w_cross = res
         return self.out(h), w_self, w_cross  # (B, Nt, V)
 
     def forward(self, tgt_in: Tensor, states: Tensor, summary, src_mask: Tensor):
-        logits, _, w_cross = self._run(tgt_in, states, src_mask)
-        return logits, w_cross[-1].mean(1)  # (B, Nt, V), (B, Nt, Ns)
+        return self._run(tgt_in, states, src_mask, False)[0], None  # (B, Nt, V), no weights
 
     def init_state(self, states: Tensor, summary, src_mask: Tensor) -> dict:
-        empty = states.new_zeros(states.shape[0], 0, self.d_model)  # (B, 0, d_model)
         state = {"memory": states, "mask": src_mask}
-        state.update({f"past_{i}": empty for i in range(len(self.decoder.layers))})
+        for i, layer in enumerate(self.decoder.layers):
+            cache = layer.self_attn.init_cache(states.shape[0], dtype=states.dtype,
+                                               device=states.device)  # N = 0
+            state.update({f"key_{i}": cache.key, f"value_{i}": cache.value})
         return state
 
     def step(self, y_prev: Tensor, state: dict):
         """One step. y_prev: (B,) -> logits (B, V), new state, attention (B, Ns)."""
-        past = [state[f"past_{i}"] for i in range(len(self.decoder.layers))]
-        t = past[0].shape[1]
+        n = len(self.decoder.layers)
+        past = [KVCache(state[f"key_{i}"], state[f"value_{i}"]) for i in range(n)]
+        t = past[0].length
         if t >= self.max_len:
             raise ValueError(f"cannot decode beyond max_len={self.max_len} positions")
         x = self.embedding(y_prev)[:, None] * self.scale + self.pos.P[t].to(
             self.embedding.weight.dtype)  # (B, 1, d_model)
-        h, _, w_cross, inputs = self.decoder(
-            x, state["memory"], memory_mask=state["mask"][:, None, None, :], past=past,
-            return_weights=True, return_inputs=True)
+        h, _, w_cross, caches = self.decoder(
+            x, state["memory"], memory_attn_mask=state["mask"][:, None, None, :], past=past,
+            use_cache=True, return_weights=True)
         new = dict(state)
-        for i, (p, inp) in enumerate(zip(past, inputs)):
-            new[f"past_{i}"] = torch.cat([p, inp], dim=1)  # (B, t + 1, d_model)
+        for i, cache in enumerate(caches):
+            new.update({f"key_{i}": cache.key, f"value_{i}": cache.value})  # (B, H, t + 1, Dh)
         return self.out(h[:, 0]), new, w_cross[-1][:, :, 0].mean(1)  # (B, V), (B, Ns)
 
 
@@ -521,15 +528,15 @@ class Transformer(Seq2Seq):
     max_len bounds the source and target lengths; pad_id is the padding token.
     Token embeddings are drawn from N(0, 1/d_model), so that after the sqrt(d_model) scaling
     they have the size of the positional encodings. ``norm="batch"`` uses plain BatchNorm
-    over every position, padding included (:class:`SequenceBatchNorm` without ``valid``).
+    over every position, padding included (:class:`SequenceBatchNorm` without ``token_mask``).
 
     forward(src, src_len, tgt_in, *, return_weights=False)
         src: (B, Ns) int, src_len: (B,) int, tgt_in: (B, Nt) int (<bos> + target).
-        Returns ``(logits (B, Nt, V), attn (B, Nt, Ns))`` with attn the last decoder layer's
-        cross-attention averaged over heads (the Part I interface: ``train_seq2seq``,
-        ``greedy_decode``, ``beam_search``, ``translate``, ``teacher_forced_attention``
-        accept this model). With ``return_weights=True`` the second item is a dict of per-layer
-        lists ``{"encoder": [(B, H, Ns, Ns)], "decoder_self": [(B, H, Nt, Nt)],
+        Returns ``(logits (B, Nt, V), None)``: no weights are computed, attention runs on the
+        fast path (the Part I interface: ``train_seq2seq``, ``greedy_decode``, ``beam_search``,
+        ``translate`` and ``teacher_forced_attention`` accept this model; the latter asks for
+        :meth:`alignment`). With ``return_weights=True`` the second item is a dict of
+        per-layer lists ``{"encoder": [(B, H, Ns, Ns)], "decoder_self": [(B, H, Nt, Nt)],
         "cross": [(B, H, Nt, Ns)]}``.
 
     Padded source keys are masked everywhere; padded target positions need no mask: they come
@@ -543,7 +550,7 @@ class Transformer(Seq2Seq):
                  pad_id: int = 0):
         for name, val in (("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size),
                           ("max_len", max_len)):
-            _positive_int(name, val)
+            check_int(name, val)
         kw = dict(norm_first=norm_first, activation=activation, norm=norm)
         enc = TransformerEncoder(num_encoder_layers, d_model, num_heads, dim_feedforward,
                                  dropout, **kw)
@@ -568,5 +575,9 @@ class Transformer(Seq2Seq):
                              f"the same batch size")
         memory, _, w_enc = self.encoder(src, src_len, return_weights=True)
         mask = padding_mask(src_len, src.shape[1])  # (B, Ns)
-        logits, w_self, w_cross = self.decoder._run(tgt_in, memory, mask)
+        logits, w_self, w_cross = self.decoder._run(tgt_in, memory, mask, True)
         return logits, {"encoder": w_enc, "decoder_self": w_self, "cross": w_cross}
+
+    def alignment(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
+        """The last decoder layer's cross-attention averaged over heads, (B, Nt, Ns)."""
+        return self(src, src_len, tgt_in, return_weights=True)[1]["cross"][-1].mean(1)

@@ -105,7 +105,7 @@ def evaluate(model, corpus, split="test", batch_size=250, max_extra=20):
         refs += [list(p.tgt) for p in pairs]
         lens += [len(p.src) for p in pairs]
         if model.attends:
-            _, attn = model(batch.src, batch.src_len, batch.tgt_in)  # teacher forced
+            attn = model.alignment(batch.src, batch.src_len, batch.tgt_in)  # teacher forced
             weights += [a for a in attn.float()]
             aligns += [p.alignment for p in pairs]
             slens += [len(p.src) for p in pairs]

@@ -231,7 +231,7 @@ OTHER_CASES = {
         r"embed_dim=10 must be divisible by num_heads=3"),
     "num_heads of 0": (
         lambda: L.MultiHeadAttention(16, 0), ValueError,
-        r"num_heads must be a positive int, got 0"),
+        r"num_heads must be an int >= 1, got 0"),
     "dot-product module with mismatched key dim": (
         lambda: L.DotProductAttention()(f(2, 4, 8), f(2, 6, 7), f(2, 6, 5)), ValueError,
         r"key must have last dim D=8, got shape \(2, 6, 7\)"),

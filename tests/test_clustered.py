@@ -18,7 +18,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attention_lib import reference_attention
+from attention_lib import MultiHeadAttention, reference_attention
 from attention_lib.efficient import clustered as C
 from attention_lib.efficient.memory import peak_memory
 from helpers import assert_rejected, randn
@@ -209,17 +209,21 @@ def test_lsh_causal_never_sees_later_values(gen):
 
 def test_lsh_module_is_a_thin_wrapper(gen):
     torch.manual_seed(0)
-    m = C.LSHAttention(16, 2, n_buckets=4, n_hashes=2, chunk_size=4).double()
+    m = C.lsh_self_attention(16, 2, n_buckets=4, n_hashes=2, chunk_size=4).double()
+    assert m.k_proj is m.q_proj  # shared QK
     x = randn(2, 10, 16, gen=gen)
     rot = C.random_rotations(8, 4, n_hashes=2, generator=gen, dtype=torch.float64)
-    out = m(x, rotations=rot, is_causal=True)
-    qk = m.qk_proj(x).view(2, 10, 2, 8).transpose(1, 2)
+    m.attn_fn.rotations = rot
+    out = m(x, is_causal=True)
+    qk = m.q_proj(x).view(2, 10, 2, 8).transpose(1, 2)
     v = m.v_proj(x).view(2, 10, 2, 8).transpose(1, 2)
     manual = C.lsh_attention(qk, v, rot, chunk_size=4, is_causal=True)
     assert_close(out, m.out_proj(manual.transpose(1, 2).reshape(2, 10, 16)))
-    a = m(x, generator=torch.Generator().manual_seed(3))
-    b = m(x, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(a, b)
+    m.attn_fn.rotations = None
+    m.attn_fn.generator = torch.Generator().manual_seed(3)
+    a = m(x)
+    m.attn_fn.generator = torch.Generator().manual_seed(3)
+    assert torch.equal(a, m(x))
 
 
 # --------------------------------------------------------------------------- k-means
@@ -346,18 +350,20 @@ def test_routing_causal_never_sees_later_values(gen):
 
 
 def test_routing_module_keeps_no_hidden_state(gen):
-    m = C.RoutingAttention(12, 3, 4, window=5, generator=torch.Generator().manual_seed(0))
+    routing = C.RoutingCentroids(3, 4, 4, window=5, generator=torch.Generator().manual_seed(0))
+    m = MultiHeadAttention(12, 3, attn_fn=routing)
+    assert "attn_fn.centroids" in m.state_dict()
     x = torch.randn(2, 10, 12, generator=gen)
-    before = m.centroids.clone()
+    before = routing.centroids.clone()
     out = m(x, is_causal=True)
-    assert out.shape == (2, 10, 12) and torch.equal(m.centroids, before)
+    assert out.shape == (2, 10, 12) and torch.equal(routing.centroids, before)
     q = m.q_proj(x).view(2, 10, 3, 4).transpose(1, 2)
     k = m.k_proj(x).view(2, 10, 3, 4).transpose(1, 2)
     v = m.v_proj(x).view(2, 10, 3, 4).transpose(1, 2)
     manual = C.routing_attention(q, k, v, before, window=5, is_causal=True)
     assert_close(out, m.out_proj(manual.transpose(1, 2).reshape(2, 10, 12)))
-    new = m.update_centroids(x, decay=0.5)
-    assert torch.equal(m.centroids, new) and not torch.equal(new, before)
+    new = routing.update(q, k, decay=0.5)
+    assert torch.equal(routing.centroids, new) and not torch.equal(new, before)
 
 
 # --------------------------------------------------------------------------- memory
@@ -418,6 +424,6 @@ def test_bad_input_is_rejected_with_a_clear_message(gen):
     assert_rejected(lambda: C.routing_attention(
         qk, qk, v, C.init_centroids(3, 4, num_heads=3, dtype=torch.float64)), ValueError,
         "heads", "centroid heads")
-    assert_rejected(lambda: C.LSHAttention(10, 3), ValueError, "divisible", "heads")
-    assert_rejected(lambda: C.LSHAttention(8, 2)(torch.randn(2, 5, 6)), ValueError, "E = 8",
-                    "embed")
+    assert_rejected(lambda: C.lsh_self_attention(10, 3), ValueError, "divisible", "heads")
+    assert_rejected(lambda: C.lsh_self_attention(8, 2)(torch.randn(2, 5, 6)), ValueError,
+                    "E=8", "embed")

@@ -10,7 +10,6 @@ from torch import nn
 from attention_lib import functional as AF
 from attention_lib.diagnostics import causal_leakage
 from attention_lib.layers import MultiHeadAttention
-from attention_lib.multihead import GroupedQueryAttention
 from helpers import randn, randomize_
 
 N = 7
@@ -82,7 +81,7 @@ def test_a_single_leak_is_located(gen):
 
 @pytest.mark.parametrize("hkv", [4, 2, 1])
 def test_modules_with_is_causal(hkv, gen):
-    m = randomize_(GroupedQueryAttention(8, 4, hkv, rotary=hkv == 2), gen).double().eval()
+    m = randomize_(MultiHeadAttention(8, 4, hkv, rotary=hkv == 2), gen).double().eval()
     x = randn(2, N, 8, gen=gen)
     assert causal_leakage(lambda t: m(t, is_causal=True), x) < 1e-12
     assert causal_leakage(lambda t: m(t), x) > 1e-3

@@ -26,6 +26,7 @@ from torch import nn
 from attention_lib.efficient import lowrank as LR
 from attention_lib.efficient.memory import peak_memory
 from attention_lib.functional import reference_attention
+from attention_lib.layers import MultiHeadAttention
 from helpers import assert_rejected, rand_mask, randn
 from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
@@ -254,16 +255,22 @@ def test_linformer_never_allocates_n_by_n():
 
 
 # --------------------------------------------------------------------------- module
+def linformer(d_model, num_heads, seq_len, k, **kw):
+    """The multi-head Linformer layer: MultiHeadAttention with LinformerProjections."""
+    return MultiHeadAttention(d_model, num_heads,
+                              attn_fn=LR.LinformerProjections(num_heads, seq_len, k, **kw))
+
+
 @pytest.mark.parametrize("sharing", LR.LINFORMER_SHARING)
 def test_module_matches_the_functional_core(sharing):
     gen = torch.Generator().manual_seed(5)
-    mod = LR.LinformerAttention(16, 4, 20, 6, sharing=sharing, generator=gen).double()
+    mod = linformer(16, 4, 20, 6, sharing=sharing, generator=gen).double()
     x = randn(3, 20, 16, gen=gen)
     keep = rand_mask((3, 1, 1, 20), gen, p=0.7)
-    out, w = mod(x, key_padding_mask=keep, return_weights=True)
+    out, w = mod(x, attn_mask=keep, return_weights=True)
     split = lambda t: t.view(3, 20, 4, 4).transpose(1, 2)  # (B, H, N, Dh)
     ref = LR.linformer_attention(split(mod.q_proj(x)), split(mod.k_proj(x)),
-                                 split(mod.v_proj(x)), mod.E, mod.F, keep)
+                                 split(mod.v_proj(x)), mod.attn_fn.E, mod.attn_fn.F, keep)
     assert_close(out, mod.out_proj(ref.transpose(1, 2).reshape(3, 20, 16)))
     assert w.shape == (3, 4, 20, 6)
     proj_params = {"none": 2 * 4 * 6 * 20, "headwise": 2 * 6 * 20, "key-value": 6 * 20,
@@ -272,22 +279,22 @@ def test_module_matches_the_functional_core(sharing):
 
 
 def test_layerwise_sharing_uses_one_parameter_for_every_layer():
-    first = LR.LinformerAttention(8, 2, 10, 3, sharing="layerwise")
-    second = LR.LinformerAttention(8, 2, 10, 3, sharing="layerwise", projection=first.E)
+    first = linformer(8, 2, 10, 3, sharing="layerwise")
+    second = linformer(8, 2, 10, 3, sharing="layerwise", projection=first.attn_fn.E)
     stack = nn.ModuleList([first, second])
-    assert second.E is first.E and second.F is None
+    assert second.attn_fn.E is first.attn_fn.E and second.attn_fn.F is None
     assert sum(p.numel() for p in stack.parameters()) == 2 * 4 * (8 * 8 + 8) + 3 * 10
     x = torch.randn(2, 10, 8)
     second(first(x)).sum().backward()
-    assert first.E.grad is not None and first.E.grad.abs().sum() > 0
+    assert first.attn_fn.E.grad is not None and first.attn_fn.E.grad.abs().sum() > 0
 
 
 def test_module_at_k_equal_n_with_identity_projections_equals_torch_multihead():
     gen = torch.Generator().manual_seed(6)
     e, h, n = 12, 3, 9
     ref = nn.MultiheadAttention(e, h, batch_first=True, dtype=torch.float64)
-    mod = LR.LinformerAttention(e, h, n, n, sharing="headwise", init="pooling").double()
-    assert torch.equal(mod.E, torch.eye(n, dtype=torch.float64))
+    mod = linformer(e, h, n, n, sharing="headwise", init="pooling").double()
+    assert torch.equal(mod.attn_fn.E, torch.eye(n, dtype=torch.float64))
     with torch.no_grad():
         for p in ref.parameters():
             p.copy_(randn(*p.shape, gen=gen) * 0.3)
@@ -307,7 +314,7 @@ def test_causal_is_rejected_with_the_reason():
     E = torch.eye(4)
     assert_rejected(lambda: LR.linformer_attention(q, k, v, E, is_causal=True), ValueError,
                     "cannot be causal.*every position")
-    mod = LR.LinformerAttention(4, 1, 4, 2)
+    mod = linformer(4, 1, 4, 2)
     assert_rejected(lambda: mod(torch.randn(1, 4, 4), is_causal=True), ValueError,
                     "cannot be causal")
 
@@ -342,14 +349,14 @@ def test_bad_inputs_name_the_argument():
         "energy": (lambda: LR.energy_rank(torch.eye(3), 1.5), ValueError, "energy"),
         "weights": (lambda: LR.attention_spectrum(torch.ones(3)), ValueError,
                     r"weights must have at least 2 dims"),
-        "sharing": (lambda: LR.LinformerAttention(8, 2, 6, 3, sharing="all"), ValueError,
+        "sharing": (lambda: linformer(8, 2, 6, 3, sharing="all"), ValueError,
                     "sharing must be one of"),
-        "projection": (lambda: LR.LinformerAttention(8, 2, 6, 3, projection=nn.Parameter(E)),
+        "projection": (lambda: linformer(8, 2, 6, 3, projection=nn.Parameter(E)),
                        ValueError, "sharing='layerwise'"),
-        "too long": (lambda: LR.LinformerAttention(8, 2, 6, 3)(torch.randn(1, 7, 8)),
+        "too long": (lambda: linformer(8, 2, 6, 3)(torch.randn(1, 7, 8)),
                      ValueError, r"7 positions.*seq_len=6"),
-        "d_model": (lambda: LR.LinformerAttention(8, 2, 6, 3)(torch.randn(1, 6, 5)),
-                    ValueError, r"query must be \(B, N, E\) with E = 8"),
+        "d_model": (lambda: linformer(8, 2, 6, 3)(torch.randn(1, 6, 5)),
+                    ValueError, r"query must have last dim E=8"),
     }
     for case, (call, exc, pattern) in cases.items():
         assert_rejected(call, exc, pattern, case)

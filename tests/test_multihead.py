@@ -1,9 +1,8 @@
-"""Grouped-query / multi-query attention, the per-head loop, the KV cache and the cost model
-(attention_lib.multihead).
+"""Grouped-query / multi-query attention (MultiHeadAttention with num_kv_heads), the per-head
+loop, the KV cache and the cost model (attention_lib.multihead).
 
-References: attention_lib.layers.MultiHeadAttention and torch.nn.MultiheadAttention (same
-weights), reference_attention applied head by head with K/V heads repeated by
-repeat_interleave, torch SDPA's own ``enable_gqa``, full causal attention (for incremental
+References: torch.nn.MultiheadAttention (same weights), reference_attention applied head by
+head with K/V heads repeated by repeat_interleave, torch SDPA's own ``enable_gqa``, full causal attention (for incremental
 decoding), the parameters torch counts and the FLOPs torch.utils.flop_counter counts.
 """
 from __future__ import annotations
@@ -21,8 +20,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from attention_lib import functional as AF
 from attention_lib import masks as M
 from attention_lib.layers import MultiHeadAttention
-from attention_lib.multihead import (GroupedQueryAttention, KVCache, attention_cost,
-                                     kv_cache_bytes, multi_head_attention_loop, repeat_kv)
+from attention_lib.multihead import (KVCache, attention_cost, kv_cache_bytes,
+                                     multi_head_attention_loop, repeat_kv)
 from attention_lib.position import rotary_embedding
 from helpers import mha_from_torch, rand_mask, randn, randomize_
 from tolerances import DEVICES, FLOAT_DTYPES, assert_close
@@ -32,7 +31,7 @@ MASKS = [None, "(Nq, Nk)", "(B, 1, 1, Nk)", "(B, H, Nq, Nk)", "causal"]
 
 
 def _gqa(e, h, hkv, gen, dtype=torch.float64, **kw):
-    return randomize_(GroupedQueryAttention(e, h, hkv, **kw), gen).to(dtype).eval()
+    return randomize_(MultiHeadAttention(e, h, hkv, **kw), gen).to(dtype).eval()
 
 
 def _mask(kind, b, h, nq, nk, gen):
@@ -43,14 +42,15 @@ def _mask(kind, b, h, nq, nk, gen):
     return rand_mask(shape, gen)
 
 
-def gqa_by_hand(m: GroupedQueryAttention, x, kv, mask, is_causal):
+def gqa_by_hand(m: MultiHeadAttention, x, kv, mask, is_causal, value=None):
     """Independent reference: explicit per-head projections, K/V heads repeated with
     repeat_interleave, reference_attention on all heads (B, H, N, Dh) at once."""
     b, nq, _ = x.shape
     h, hkv, dh = m.num_heads, m.num_kv_heads, m.head_dim
+    value = kv if value is None else value
     q = (x @ m.q_proj.weight.T + m.q_proj.bias).reshape(b, nq, h, dh).permute(0, 2, 1, 3)
     k = (kv @ m.k_proj.weight.T + m.k_proj.bias).reshape(b, -1, hkv, dh).permute(0, 2, 1, 3)
-    v = (kv @ m.v_proj.weight.T + m.v_proj.bias).reshape(b, -1, hkv, dh).permute(0, 2, 1, 3)
+    v = (value @ m.v_proj.weight.T + m.v_proj.bias).reshape(b, -1, hkv, dh).permute(0, 2, 1, 3)
     k, v = k.repeat_interleave(h // hkv, dim=1), v.repeat_interleave(h // hkv, dim=1)
     out = AF.reference_attention(q, k, v, mask, is_causal=is_causal)  # (B, H, Nq, Dh)
     return out.permute(0, 2, 1, 3).reshape(b, nq, h * dh) @ m.out_proj.weight.T + m.out_proj.bias
@@ -60,15 +60,13 @@ def gqa_by_hand(m: GroupedQueryAttention, x, kv, mask, is_causal):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("mask", MASKS)
 @pytest.mark.parametrize("kdim,vdim", [(None, None), (5, 7)])
-def test_gqa_with_all_kv_heads_equals_multi_head_attention(dtype, mask, kdim, vdim, gen):
-    """num_kv_heads = num_heads: the same module as MultiHeadAttention (state_dicts load both
-    ways) and the same numbers."""
+def test_all_kv_heads_equals_multi_head_attention_by_hand(dtype, mask, kdim, vdim, gen):
+    """num_kv_heads = num_heads is plain multi-head attention: the default, and the same
+    numbers as explicit per-head projections and reference_attention."""
     e, h, b, nq = 12, 3, 2, 5
     nk = nq if mask == "causal" else 6
-    mha = randomize_(MultiHeadAttention(e, h, kdim=kdim, vdim=vdim), gen).to(dtype).eval()
-    gqa = GroupedQueryAttention(e, h, h, kdim=kdim, vdim=vdim).to(dtype).eval()
-    gqa.load_state_dict(mha.state_dict())
-    MultiHeadAttention(e, h, kdim=kdim, vdim=vdim).load_state_dict(gqa.state_dict())
+    mha = randomize_(MultiHeadAttention(e, h, h, kdim=kdim, vdim=vdim), gen).to(dtype).eval()
+    MultiHeadAttention(e, h, kdim=kdim, vdim=vdim).load_state_dict(mha.state_dict())
     x = randn(b, nq, e, gen=gen, dtype=dtype)
     k = randn(b, nk, kdim or e, gen=gen, dtype=dtype)
     v = randn(b, nk, vdim or e, gen=gen, dtype=dtype)
@@ -77,35 +75,34 @@ def test_gqa_with_all_kv_heads_equals_multi_head_attention(dtype, mask, kdim, vd
     am = _mask(mask, b, h, nq, nk, gen)
     causal = mask == "causal"
     with torch.no_grad():
-        out, w = gqa(x, k, v, am, is_causal=causal, return_weights=True)
-        ref, w_ref = mha(x, k, v, am, is_causal=causal, return_weights=True)
+        out, w = mha(x, k, v, am, is_causal=causal, return_weights=True)
+        ref = gqa_by_hand(mha, x, k, am, causal, value=v)
         assert_close(out, ref)
-        assert_close(w, w_ref)
-        assert_close(gqa(x, k, v, am, is_causal=causal), ref)
+        rows = w.sum(-1)[w.sum(-1) > 0]  # rows that had a key to attend to
+        assert_close(rows, torch.ones_like(rows))
+        assert_close(mha(x, k, v, am, is_causal=causal), ref)
 
 
 def test_causal_cross_attention_is_top_left_like_sdpa(gen):
     """Without a cache, is_causal follows SDPA (query i sees keys 0..i) even when Nq != Nk."""
     mha = randomize_(MultiHeadAttention(8, 2), gen).double().eval()
-    gqa = GroupedQueryAttention(8, 2).double().eval()
-    gqa.load_state_dict(mha.state_dict())
     q, kv = randn(2, 3, 8, gen=gen), randn(2, 5, 8, gen=gen)
     with torch.no_grad():
-        _, w = gqa(q, kv, kv, is_causal=True, return_weights=True)
-        assert_close(gqa(q, kv, kv, is_causal=True), mha(q, kv, kv, is_causal=True))
+        _, w = mha(q, kv, kv, is_causal=True, return_weights=True)
+        assert_close(mha(q, kv, kv, is_causal=True), gqa_by_hand(mha, q, kv, None, True))
     assert torch.equal(w[0, 0] > 0, torch.ones(3, 5, dtype=torch.bool).tril())
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 def test_gqa_equals_torch_multihead_attention(dtype, gen):
     ref = randomize_(nn.MultiheadAttention(16, 4, batch_first=True), gen).to(dtype).eval()
-    gqa = GroupedQueryAttention(16, 4).to(dtype).eval()
+    gqa = MultiHeadAttention(16, 4).to(dtype).eval()
     gqa.load_state_dict(mha_from_torch(ref).state_dict())
     x = randn(2, 7, 16, gen=gen, dtype=dtype)
     lengths = torch.tensor([7, 4])
     with torch.no_grad():
         expected, _ = ref(x, x, x, key_padding_mask=~M.padding_mask(lengths))
-        assert_close(gqa(x, attn_mask=M.key_padding_mask(lengths)), expected)
+        assert_close(gqa(x, attn_mask=M.key_mask(lengths)), expected)
 
 
 # --------------------------------------------------------------------------- GQA vs reference
@@ -184,7 +181,7 @@ def test_loop_equals_batched(dtype, h, hkv, mask, gen):
 def test_loop_equals_multi_head_attention_module(gen):
     m = randomize_(MultiHeadAttention(12, 4, kdim=5, vdim=3), gen).double().eval()
     q, k, v = randn(2, 4, 12, gen=gen), randn(2, 6, 5, gen=gen), randn(2, 6, 3, gen=gen)
-    mask = M.key_padding_mask(torch.tensor([6, 2]))
+    mask = M.key_mask(torch.tensor([6, 2]))
     with torch.no_grad():
         assert_close(multi_head_attention_loop(m, q, k, v, mask), m(q, k, v, mask))
 
@@ -240,7 +237,7 @@ def test_decoding_with_a_padding_mask(gen):
     """A key mask over the whole (past + new) sequence works while decoding too."""
     m = _gqa(8, 2, 2, gen)
     x = randn(2, 6, 8, gen=gen)
-    keep = M.key_padding_mask(torch.tensor([6, 4]))  # (B, 1, 1, 6)
+    keep = M.key_mask(torch.tensor([6, 4]))  # (B, 1, 1, 6)
     with torch.no_grad():
         full = m(x, attn_mask=keep, is_causal=True)
         out1, cache = m(x[:, :3], attn_mask=keep[..., :3], is_causal=True, use_cache=True)
@@ -252,7 +249,7 @@ def test_decoding_with_a_padding_mask(gen):
 @pytest.mark.parametrize("h,hkv", HEADS)
 def test_kv_cache_bytes_matches_the_cache(dtype, h, hkv, gen):
     e, b, n = 4 * h, 3, 7
-    m = GroupedQueryAttention(e, h, hkv).to(dtype).eval()
+    m = MultiHeadAttention(e, h, hkv).to(dtype).eval()
     x = randn(b, n, e, gen=gen, dtype=dtype)
     with torch.no_grad():
         _, cache = m(x, is_causal=True, use_cache=True)
@@ -280,7 +277,7 @@ def test_kv_cache_is_immutable_and_checked(gen):
 @pytest.mark.parametrize("kdim,vdim", [(None, None), (5, 9)])
 def test_attention_cost_counts_parameters_and_flops(h, hkv, bias, kdim, vdim, gen):
     e, b, nq, nk = 4 * h, 2, 5, 7
-    m = GroupedQueryAttention(e, h, hkv, bias=bias, kdim=kdim, vdim=vdim).eval()
+    m = MultiHeadAttention(e, h, hkv, bias=bias, kdim=kdim, vdim=vdim).eval()
     cost = attention_cost(b, nq, e, h, hkv, kv_seq_len=nk, bias=bias, kdim=kdim, vdim=vdim)
     for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
         assert cost.params[name] == sum(p.numel() for p in getattr(m, name).parameters())
@@ -304,7 +301,7 @@ def test_attention_flops_do_not_depend_on_num_heads():
 
 # --------------------------------------------------------------------------- module hygiene
 def test_dropout_only_in_training_and_no_state(gen):
-    m = randomize_(GroupedQueryAttention(8, 4, 2, dropout=0.5), gen).double()
+    m = randomize_(MultiHeadAttention(8, 4, 2, dropout=0.5), gen).double()
     x = randn(2, 5, 8, gen=gen)
     before = {n: t.clone() for n, t in m.state_dict().items()}
     m.eval()
@@ -332,12 +329,12 @@ def test_gqa_on_device(device, hkv, gen):
 
 def test_bad_input_is_reported_clearly(gen):
     with pytest.raises(ValueError, match="divisible by num_kv_heads"):
-        GroupedQueryAttention(12, 4, 3)
+        MultiHeadAttention(12, 4, 3)
     with pytest.raises(ValueError, match="divisible by num_heads"):
-        GroupedQueryAttention(10, 4, 2)
-    with pytest.raises(ValueError, match="num_kv_heads must be a positive int"):
-        GroupedQueryAttention(8, 4, 0)
-    m = GroupedQueryAttention(8, 4, 2)
+        MultiHeadAttention(10, 4, 2)
+    with pytest.raises(ValueError, match="num_kv_heads must be an int >= 1"):
+        MultiHeadAttention(8, 4, 0)
+    m = MultiHeadAttention(8, 4, 2)
     x = randn(2, 3, 8, gen=gen, dtype=torch.float32)
     with pytest.raises(ValueError, match="last dim E=8"):
         m(randn(2, 3, 6, gen=gen, dtype=torch.float32))
@@ -346,7 +343,7 @@ def test_bad_input_is_reported_clearly(gen):
     with pytest.raises(TypeError, match="KVCache"):
         m(x, past=(x, x))
     with pytest.raises(ValueError, match="past holds keys"):
-        m(x, past=GroupedQueryAttention(8, 4, 4).init_cache(2).append(
+        m(x, past=MultiHeadAttention(8, 4, 4).init_cache(2).append(
             torch.zeros(2, 4, 1, 2), torch.zeros(2, 4, 1, 2)))
     with pytest.raises(ValueError, match="does not broadcast"):
         m(x, attn_mask=torch.ones(2, 3, 4, dtype=torch.bool))

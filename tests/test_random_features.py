@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attention_lib import masks as M
-from attention_lib import reference_attention
+from attention_lib import MultiHeadAttention, reference_attention
 from attention_lib.efficient import linear as L
 from attention_lib.efficient import random_features as R
 from helpers import rand_mask, randn
@@ -345,23 +345,28 @@ def test_gated_with_unit_gates_is_plain_and_matches_dense_decay(gen):
     assert_close(zero, v)
 
 
+def layer(embed_dim, num_heads, num_features, **kw):
+    """A multi-head Performer / RFA layer: MultiHeadAttention with RandomFeatures."""
+    rf = R.RandomFeatures(num_heads, embed_dim // num_heads, num_features, **kw)
+    return MultiHeadAttention(embed_dim, num_heads, attn_fn=rf)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", ["performer", "performer-trig", "rfa", "rfa-arccos",
                                      "gated-rfa"])
 def test_modules_step_equals_causal_forward(device, variant, gen):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(3)
-    mod = {"performer": lambda: R.PerformerAttention(16, 2, 12, generator=g),
-           "performer-trig": lambda: R.PerformerAttention(16, 2, 12, kind="trig", generator=g),
-           "rfa": lambda: R.RFAAttention(16, 2, 12, generator=g),
-           "rfa-arccos": lambda: R.RFAAttention(16, 2, 12, kernel="arccos", generator=g),
-           "gated-rfa": lambda: R.RFAAttention(16, 2, 12, gated=True, generator=g)}[variant]()
-    mod = mod.double().to(device)
+    kw = {"performer": {}, "performer-trig": {"feature": "trig"},
+          "rfa": {"feature": "gaussian", "orthogonal": False},
+          "rfa-arccos": {"feature": "arccos", "orthogonal": False},
+          "gated-rfa": {"feature": "gaussian", "orthogonal": False, "gated": True}}[variant]
+    mod = layer(16, 2, 12, generator=g, **kw).double().to(device)
     x = randn(3, 10, 16, gen=gen, device=device)
     par = mod(x, is_causal=True)
     state, outs = None, []
     for t in range(10):
-        y, state = mod.step(x[:, t], state)
+        y, state = R.random_feature_step(mod, x[:, t], state)
         outs.append(y)
     assert_close(torch.stack(outs, 1), par)
     num_f = 12 if variant in ("performer", "rfa-arccos") else 24  # sin and cos: 2m features
@@ -370,28 +375,32 @@ def test_modules_step_equals_causal_forward(device, variant, gen):
 
 def test_module_padding_and_redraw(gen):
     torch.manual_seed(0)
-    mod = R.PerformerAttention(16, 4, 32, generator=torch.Generator().manual_seed(1)).double()
+    mod = layer(16, 4, 32, generator=torch.Generator().manual_seed(1)).double()
+    rf = mod.attn_fn
     x = randn(2, 9, 16, gen=gen)
-    keep = M.key_padding_mask(torch.tensor([9, 5]), 9)
-    out = mod(x, key_padding_mask=keep)
+    keep = M.key_mask(torch.tensor([9, 5]), 9)
+    out = mod(x, attn_mask=keep)
     assert_close(out[1:, :5], mod(x[1:, :5]))  # padded keys contribute nothing
-    before = mod.projection.clone()
-    mod.redraw(torch.Generator().manual_seed(2))
-    assert not torch.equal(before, mod.projection)
-    assert not torch.allclose(mod(x, key_padding_mask=keep), out)  # a new draw, new output
-    mod.redraw(torch.Generator().manual_seed(1))
+    before = rf.projection.clone()
+    rf.redraw(torch.Generator().manual_seed(2))
+    assert not torch.equal(before, rf.projection)
+    assert not torch.allclose(mod(x, attn_mask=keep), out)  # a new draw, new output
+    rf.redraw(torch.Generator().manual_seed(1))
     # same generator seed, same draw (the first one was made in float32, then cast)
-    torch.testing.assert_close(mod.projection.float(), before.float())
-    assert "projection" in mod.state_dict() and not any(
-        p is mod.projection for p in mod.parameters())
+    torch.testing.assert_close(rf.projection.float(), before.float())
+    assert "attn_fn.projection" in mod.state_dict() and not any(
+        p is rf.projection for p in mod.parameters())
 
 
 def test_gated_module_learns_its_gate_and_sigma(gen):
     torch.manual_seed(0)
-    mod = R.RFAAttention(8, 2, 16, gated=True, generator=torch.Generator().manual_seed(0))
+    mod = layer(8, 2, 16, feature="gaussian", orthogonal=False, gated=True,
+                generator=torch.Generator().manual_seed(0))
     mod(torch.randn(2, 6, 8), is_causal=True).square().sum().backward()
-    assert mod.gate_proj.weight.grad.abs().sum() > 0 and mod.log_sigma.grad.abs().sum() > 0
-    assert not mod.projection.requires_grad and mod.projection.grad is None
+    rf = mod.attn_fn
+    assert rf.gate_weight.grad.abs().sum() > 0 and rf.gate_bias.grad.abs().sum() > 0
+    assert rf.log_sigma.grad.abs().sum() > 0
+    assert not rf.projection.requires_grad and rf.projection.grad is None
 
 
 def test_gradcheck_performer_rfa_and_gated():
@@ -447,15 +456,15 @@ CASES = {
               r"num_features must be an int >= 1"),
     "mask": (lambda: R.performer_attention(Q, K, V, P, torch.ones(2, 1, 4, 6, dtype=torch.bool)),
              ValueError, r"key_padding_mask with shape \(2, 1, 4, 6\) does not broadcast"),
-    "module feature": (lambda: R.RandomFeatureAttention(8, 2, feature="exp"), ValueError,
+    "module feature": (lambda: R.RandomFeatures(2, 4, feature="exp"), ValueError,
                        r"feature must be one of"),
-    "gated performer": (lambda: R.RandomFeatureAttention(8, 2, feature="positive", gated=True),
+    "gated performer": (lambda: R.RandomFeatures(2, 4, feature="positive", gated=True),
                         ValueError, r"gated=True is gated RFA"),
-    "gated non-causal": (lambda: R.RFAAttention(8, 2, 4, gated=True)(f(1, 3, 8)), ValueError,
-                         r"call it with is_causal=True"),
-    "module input": (lambda: R.PerformerAttention(8, 2, 4)(f(1, 3, 6)), ValueError,
-                     r"query must be \(B, N, E\) with E = 8, got \(1, 3, 6\)"),
-    "module step": (lambda: R.PerformerAttention(8, 2, 4).step(f(1, 3, 8)), ValueError,
+    "gated non-causal": (lambda: layer(8, 2, 4, feature="gaussian", gated=True)(f(1, 3, 8)),
+                         ValueError, r"call it with is_causal=True"),
+    "module input": (lambda: layer(8, 2, 4)(f(1, 3, 6)), ValueError,
+                     r"query must have last dim E=8, got shape \(1, 3, 6\)"),
+    "module step": (lambda: R.random_feature_step(layer(8, 2, 4), f(1, 3, 8)), ValueError,
                     r"x must be 2-D \(B, E\)"),
 }
 

@@ -15,7 +15,7 @@ import itertools
 import pytest
 import torch
 
-from attention_lib import reference_attention
+from attention_lib import MultiHeadAttention, reference_attention
 from attention_lib.efficient import sinkhorn as S
 from attention_lib.efficient.memory import peak_memory
 from helpers import assert_rejected, randn
@@ -147,9 +147,11 @@ def test_error_falls_as_blocks_grow(gen):
 
 def test_module_causal_has_no_leakage_and_returns_its_permutation(gen):
     torch.manual_seed(0)
-    m = S.SinkhornAttention(16, 2, 4).double()
+    m = MultiHeadAttention(16, 2, attn_fn=S.SinkhornSorting(8, 4)).double()
     x = randn(2, 24, 16, gen=gen)
-    out, p = m(x, return_permutation=True)
+    out = m(x)
+    q, k = (f(x).view(2, 24, 2, 8).transpose(1, 2) for f in (m.q_proj, m.k_proj))
+    p = m.attn_fn.permutation(q, k)
     assert out.shape == (2, 24, 16) and p.shape == (2, 2, 6, 6)
     assert_close(p.sum(-2), torch.ones(2, 2, 6, dtype=torch.float64))
     for t in (0, 5, 13, 22):
@@ -163,11 +165,12 @@ def test_module_causal_has_no_leakage_and_returns_its_permutation(gen):
 
 def test_module_is_a_thin_wrapper(gen):
     torch.manual_seed(1)
-    m = S.SinkhornAttention(8, 2, 3, n_iters=4, temperature=0.5).double()
+    sorting = S.SinkhornSorting(4, 3, n_iters=4, temperature=0.5)
+    m = MultiHeadAttention(8, 2, attn_fn=sorting).double()
     x = randn(1, 9, 8, gen=gen)
     heads = [f(x).view(1, 9, 2, 4).transpose(1, 2) for f in (m.q_proj, m.k_proj, m.v_proj)]
     sq, sk = (S.block_summaries(t, 3) for t in heads[:2])
-    logits = m.sort_proj(sq) @ sk.transpose(-2, -1) / 2.0
+    logits = m.attn_fn.sort_proj(sq) @ sk.transpose(-2, -1) / 2.0
     p = S.soft_permutation(logits, n_iters=4, temperature=0.5)
     manual = S.sinkhorn_attention(*heads, p, 3)
     assert_close(m(x), m.out_proj(manual.transpose(1, 2).reshape(1, 9, 8)))
@@ -202,5 +205,8 @@ def test_bad_input_is_rejected_with_a_clear_message(gen):
                     "temperature", "temperature")
     assert_rejected(lambda: S.sinkhorn_attention(q, k, v, p.long(), 4), TypeError,
                     "permutation", "dtype")
-    assert_rejected(lambda: S.SinkhornAttention(8, 2, 4)(torch.randn(1, 10, 8)), ValueError,
-                    "block_size = 4", "module N")
+    module = MultiHeadAttention(8, 2, attn_fn=S.SinkhornSorting(4, 4))
+    assert_rejected(lambda: module(torch.randn(1, 10, 8)), ValueError, "block_size = 4",
+                    "module N")
+    assert_rejected(lambda: module(torch.randn(1, 8, 8), attn_mask=torch.ones(8, 8).bool()),
+                    ValueError, "no attn_mask", "module mask")

@@ -18,7 +18,7 @@ from attention_lib import masks as M
 from attention_lib.data import make_corpus
 from attention_lib.diagnostics import causal_leakage
 from attention_lib.seq2seq import beam_search, greedy_decode, teacher_forced_attention, translate
-from attention_lib.train import train_seq2seq
+from attention_lib.train import masked_cross_entropy, train_seq2seq
 from attention_lib.transformer import (SequenceBatchNorm, Transformer, TransformerDecoder,
                                        TransformerDecoderLayer, TransformerEncoder,
                                        TransformerEncoderLayer, copy_from_torch)
@@ -63,7 +63,7 @@ def _torch_layer(cls, gen, **kw):
 
 def _lengths_mask(lengths, n):
     """(ours: (B, 1, 1, N) True = real, torch: (B, N) True = padding)."""
-    ours = M.key_padding_mask(torch.tensor(lengths), n)
+    ours = M.key_mask(torch.tensor(lengths), n)
     return ours, ~ours[:, 0, 0]
 
 
@@ -80,7 +80,7 @@ def test_encoder_layer_equals_torch(norm_first, padded, activation, gen):
     x = randn(3, 7, D, gen=gen)
     if padded:
         mask, torch_mask = _lengths_mask([7, 4, 2], 7)
-        out = ours(x, mask=mask)
+        out = ours(x, attn_mask=mask)
         with torch.no_grad():
             expected = ref(x, src_key_padding_mask=torch_mask)
         real = mask[:, 0, 0]
@@ -101,7 +101,7 @@ def test_decoder_layer_equals_torch(norm_first, padded, gen):
     causal = nn.Transformer.generate_square_subsequent_mask(6, dtype=torch.float64)
     kw, ours_kw = {}, {}
     if padded:
-        ours_kw["memory_mask"], kw["memory_key_padding_mask"] = _lengths_mask([5, 3, 1], 5)
+        ours_kw["memory_attn_mask"], kw["memory_key_padding_mask"] = _lengths_mask([5, 3, 1], 5)
     with torch.no_grad():
         expected = ref(x, memory, tgt_mask=causal, tgt_is_causal=True, **kw)
         out, w_self, w_cross = ours(x, memory, return_weights=True, **ours_kw)
@@ -127,7 +127,7 @@ def test_encoder_stack_equals_torch(norm_first, gen):
     x = randn(2, 5, D, gen=gen)
     mask, torch_mask = _lengths_mask([5, 3], 5)
     with torch.no_grad():
-        out, weights = ours(x, mask=mask, return_weights=True)
+        out, weights = ours(x, attn_mask=mask, return_weights=True)
         expected = ref(x, src_key_padding_mask=torch_mask)
     real = mask[:, 0, 0]
     assert_close(out[real], expected[real])
@@ -184,10 +184,10 @@ def test_padding_does_not_change_real_outputs(norm_first, gen):
     enc = randomize_(TransformerEncoder(2, D, H, F, norm_first=norm_first).double(), gen).eval()
     x = randn(2, 7, D, gen=gen)
     mask, _ = _lengths_mask([7, 4], 7)
-    out = enc(x, mask=mask)
+    out = enc(x, attn_mask=mask)
     x2 = x.clone()
     x2[1, 4:] = randn(3, D, gen=gen) * 5  # new content at the padded positions
-    assert_close(enc(x2, mask=mask)[1, :4], out[1, :4])
+    assert_close(enc(x2, attn_mask=mask)[1, :4], out[1, :4])
     alone = enc(x[1:, :4])  # the same sentence in a batch of its own, without padding
     assert_close(out[1, :4], alone[0])
     # and the test can fail: without the mask the padding changes the real positions
@@ -198,14 +198,37 @@ def test_model_output_is_independent_of_batch_padding(corpus):
     model = _tiny_model(corpus)
     idx = corpus.splits["test"][:4]
     b = corpus.batch(idx)
-    logits, attn = model(b.src, b.src_len, b.tgt_in)
+    logits, attn = model(b.src, b.src_len, b.tgt_in)[0], model.alignment(b.src, b.src_len,
+                                                                           b.tgt_in)
     for k, i in enumerate(idx):
         one = corpus.batch([i])
-        lg, a = model(one.src, one.src_len, one.tgt_in)
+        lg, a = model(one.src, one.src_len, one.tgt_in)[0], model.alignment(
+            one.src, one.src_len, one.tgt_in)
         n, s = int(one.tgt_len[0]), int(one.src_len[0])
         assert torch.allclose(logits[k, :n], lg[0], atol=1e-5)
         assert torch.allclose(attn[k, :n, :s], a[0], atol=1e-6)
         assert torch.all(attn[k, :, s:] == 0)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_decoder_with_a_kv_cache_equals_the_full_causal_pass(norm_first, gen):
+    """A prefix, then one position at a time against each layer's KVCache: the outputs of one
+    causal pass over the whole sequence (float64, the reference path's weights too)."""
+    dec = randomize_(TransformerDecoder(2, D, H, F, norm_first=norm_first).double(), gen).eval()
+    x, memory = randn(2, 7, D, gen=gen), randn(2, 5, D, gen=gen)
+    keep = M.key_mask(torch.tensor([5, 3]), 5)
+    with torch.no_grad():
+        full, w_self, _ = dec(x, memory, memory_attn_mask=keep, return_weights=True)
+        out, caches = dec(x[:, :3], memory, memory_attn_mask=keep, use_cache=True)
+        steps = [out]
+        for t in range(3, 7):
+            y, ws, _, caches = dec(x[:, t:t + 1], memory, memory_attn_mask=keep, past=caches,
+                                   use_cache=True, return_weights=True)
+            steps.append(y)
+            assert_close(ws[-1], w_self[-1][:, :, t:t + 1, :t + 1])  # (B, H, 1, t + 1)
+    assert_close(torch.cat(steps, 1), full)
+    assert [c.length for c in caches] == [7, 7]
+    assert caches[0].key.shape == (2, H, 7, D // H)  # projected keys, not layer inputs
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -216,7 +239,8 @@ def test_incremental_decoding_equals_teacher_forcing(corpus, norm_first):
     tokens, attn = greedy_decode(model, b.src, b.src_len, bos_id=v.bos_id, eos_id=v.eos_id,
                                  max_len=9)
     tgt_in = torch.cat([torch.full((5, 1), v.bos_id), tokens[:, :-1]], 1)
-    logits, attn_tf = model(b.src, b.src_len, tgt_in)
+    logits, attn_tf = model(b.src, b.src_len, tgt_in)[0], model.alignment(b.src, b.src_len,
+                                                                            tgt_in)
     assert torch.equal(logits.argmax(-1), tokens)
     assert torch.allclose(attn, attn_tf, atol=1e-6)
     # beam search of width 1 is greedy decoding (the state dict is re-indexed per beam)
@@ -242,6 +266,22 @@ def test_return_weights_gives_all_three_kinds(corpus):
     assert tf[0].shape == (int(b.tgt_len[0]), int(b.src_len[0]))
 
 
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_fast_path_equals_the_weights_path_in_training(corpus, norm_first):
+    """Without return_weights the model computes no weights (SDPA); with them the reference
+    attention runs. Outputs and gradients agree within float32 tolerance."""
+    model = _tiny_model(corpus, dropout=0.0, norm_first=norm_first).train()
+    b = corpus.batch(corpus.splits["train"][:6])
+    fast, none = model(b.src, b.src_len, b.tgt_in)
+    assert none is None
+    slow, w = model(b.src, b.src_len, b.tgt_in, return_weights=True)
+    assert_close(fast, slow, dtype=torch.float32)
+    grads = [torch.autograd.grad(masked_cross_entropy(out, b.tgt_out), list(model.parameters()))
+             for out in (fast, slow)]
+    for g_fast, g_slow in zip(*grads):
+        assert_close(g_fast, g_slow, dtype=torch.float32)
+
+
 def test_trains_with_the_part_one_loop(corpus):
     model = _tiny_model(corpus, dropout=0.0)
     batches = corpus.batches("train", 16, generator=torch.Generator().manual_seed(0))
@@ -252,7 +292,7 @@ def test_trains_with_the_part_one_loop(corpus):
 
 
 # --------------------------------------------------------------------------- batch norm
-def test_sequence_batch_norm_without_valid_is_batchnorm1d(gen):
+def test_sequence_batch_norm_without_token_mask_is_batchnorm1d(gen):
     ours = randomize_(SequenceBatchNorm(D).double(), gen)
     ref = nn.BatchNorm1d(D).double()
     ref.load_state_dict(ours.bn.state_dict())
@@ -266,18 +306,18 @@ def test_masked_batch_norm_uses_real_positions_only(gen):
     ref = nn.BatchNorm1d(D).double()
     ref.load_state_dict(ours.bn.state_dict())
     x = randn(3, 5, D, gen=gen)
-    valid = M.padding_mask(torch.tensor([5, 2, 3]), 5)
-    out = ours(x, valid)
-    assert_close(out[valid], ref(x[valid]))  # BatchNorm1d over the (M, D) real positions
+    real = M.padding_mask(torch.tensor([5, 2, 3]), 5)
+    out = ours(x, real)
+    assert_close(out[real], ref(x[real]))  # BatchNorm1d over the (M, D) real positions
     assert_close(ours.bn.running_mean, ref.running_mean)
     assert_close(ours.bn.running_var, ref.running_var)
     x2 = x.clone()
-    x2[~valid] = randn(int((~valid).sum()), D, gen=gen) * 10  # padding content is irrelevant
-    assert_close(ours(x2, valid)[valid], out[valid])
-    ref(x2[valid])  # (the same real positions: both running averages are updated twice)
+    x2[~real] = randn(int((~real).sum()), D, gen=gen) * 10  # padding content is irrelevant
+    assert_close(ours(x2, real)[real], out[real])
+    ref(x2[real])  # (the same real positions: both running averages are updated twice)
     ours.eval()
     ref.eval()
-    assert_close(ours(x, valid), ref(x.transpose(1, 2)).transpose(1, 2))
+    assert_close(ours(x, real), ref(x.transpose(1, 2)).transpose(1, 2))
 
 
 def test_plain_batch_norm_sees_the_padding_and_layer_norm_does_not(gen):
@@ -285,14 +325,14 @@ def test_plain_batch_norm_sees_the_padding_and_layer_norm_does_not(gen):
     padded = torch.cat([x, torch.zeros(1, 6, D, dtype=x.dtype)], dim=1)  # 6 pad positions
     for norm, changes in (("batch", True), ("layer", False)):
         layer = randomize_(TransformerEncoderLayer(D, H, F, norm=norm).double(), gen).train()
-        mask = M.key_padding_mask(torch.tensor([6]), 12)
-        diff = (layer(padded, mask=mask)[:, :6] - layer(x)).abs().max()
+        mask = M.key_mask(torch.tensor([6]), 12)
+        diff = (layer(padded, attn_mask=mask)[:, :6] - layer(x)).abs().max()
         assert (diff > 1e-3) if changes else (diff < 1e-10), (norm, diff)
-    # with valid=, batch norm ignores the padding
+    # with token_mask=, batch norm ignores the padding
     layer = randomize_(TransformerEncoderLayer(D, H, F, norm="batch").double(), gen).train()
-    valid = M.padding_mask(torch.tensor([6]), 12)
-    out = layer(padded, mask=valid[:, None, None], valid=valid)[:, :6]
-    assert_close(out, layer(x, valid=torch.ones(1, 6, dtype=torch.bool)))
+    real = M.padding_mask(torch.tensor([6]), 12)
+    out = layer(padded, attn_mask=real[:, None, None], token_mask=real)[:, :6]
+    assert_close(out, layer(x, token_mask=torch.ones(1, 6, dtype=torch.bool)))
 
 
 # --------------------------------------------------------------------------- bad input
@@ -309,14 +349,14 @@ def test_bad_inputs_are_rejected_with_clear_messages(gen):
         (lambda: TransformerEncoder(0, D, H, F), ValueError, "num_layers"),
         (lambda: layer(randn(2, 5, D + 1, gen=gen)), ValueError, r"d_model=16.*\(2, 5, 17\)"),
         (lambda: layer(randn(5, D, gen=gen)), ValueError, r"3-D.*\(5, 16\)"),
-        (lambda: layer(x, mask=torch.ones(2, 1, 1, 5)), TypeError, "torch.bool"),
-        (lambda: layer(x, mask=torch.ones(2, 1, 1, 4, dtype=torch.bool)), ValueError,
-         r"\(2, 1, 1, 4\).*\(2, 4, 5, 5\)"),
-        (lambda: layer(x, valid=torch.ones(2, 4, dtype=torch.bool)), ValueError, "valid"),
+        (lambda: layer(x, attn_mask=torch.ones(2, 1, 1, 5)), TypeError, "attn_mask.*torch.bool"),
+        (lambda: layer(x, attn_mask=torch.ones(2, 1, 1, 4, dtype=torch.bool)), ValueError,
+         r"attn_mask.*\(2, 1, 1, 4\).*\(2, 4, 5, 5\)"),
+        (lambda: layer(x, token_mask=torch.ones(2, 4, dtype=torch.bool)), ValueError,
+         "token_mask"),
         (lambda: dec(x, randn(3, 4, D, gen=gen)), ValueError, "same batch size"),
-        (lambda: dec(x, randn(2, 4, D, gen=gen), memory_mask=torch.ones(2, 1, 1, 5,
-                                                                        dtype=torch.bool)),
-         ValueError, "memory_mask"),
+        (lambda: dec(x, randn(2, 4, D, gen=gen), memory_attn_mask=torch.ones(
+            2, 1, 1, 5, dtype=torch.bool)), ValueError, "memory_attn_mask"),
     ]
     for k, (call, exc, pattern) in enumerate(cases):
         assert_rejected(call, exc, pattern, case=str(k))

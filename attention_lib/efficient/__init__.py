@@ -17,17 +17,19 @@
   arc-cosine, gated), Performer FAVOR+ (positive, orthogonal, redraw)        (chapter 15)
 * :mod:`~attention_lib.efficient.memory` -- ``peak_memory``: the tensor memory a call
   allocates, on any device (used by the chapters, the tests and ``benchmarks/``)
-Each family also has a multi-head ``nn.Module`` (batch first, the projections of
-:class:`attention_lib.layers.MultiHeadAttention`): ``FlashAttention``, ``SlidingWindowAttention``,
-``LSHAttention``, ``RoutingAttention``, ``SinkhornAttention``, ``LinformerAttention``,
-``LinearAttention``, ``PerformerAttention``, ``RFAAttention``.
+Multi-head attention with any family is :class:`attention_lib.layers.MultiHeadAttention` with
+the family's function as ``attn_fn`` (batch first, the same projections), e.g.
+``MultiHeadAttention(E, H, attn_fn=functools.partial(flash_attention, block_q=64, block_k=64))``
+or ``attn_fn=functools.partial(sliding_window_attention, window=8)`` or
+``attn_fn=linear_attention``; families with state of their own (centroids, a sorting network,
+projections of the sequence axis, random features) give a small callable module for it.
 
 * :mod:`~attention_lib.efficient.zoo` -- every variant behind one signature, with its target,
   and ``measure`` / ``sweep`` to compare time, memory and error on equal terms (chapter 17)
 """
 from . import clustered, flash, linear, lowrank, memory, random_features, sinkhorn, sparse, zoo
-from .flash import (FlashAttention, OnlineSoftmaxState, flash_attention, flash_attention_lse,
-                    online_softmax, tile_schedule)
+from .flash import (OnlineSoftmaxState, flash_attention, flash_attention_lse, online_softmax,
+                    tile_schedule)
 from .memory import MemoryStats, peak_memory
 
 from .clustered import *  # noqa: F401,F403
@@ -38,7 +40,7 @@ from .sinkhorn import *  # noqa: F401,F403
 from .sparse import *  # noqa: F401,F403
 
 __all__ = (["clustered", "flash", "linear", "lowrank", "memory", "random_features", "sinkhorn",
-            "sparse", "zoo", "FlashAttention", "OnlineSoftmaxState",
+            "sparse", "zoo", "OnlineSoftmaxState",
             "flash_attention", "flash_attention_lse", "online_softmax", "tile_schedule",
             "MemoryStats", "peak_memory"]
            + clustered.__all__ + linear.__all__ + lowrank.__all__ + random_features.__all__

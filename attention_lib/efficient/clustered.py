@@ -41,17 +41,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validate import check_qkv, check_tensor, shape_str
-from ..layers import merge_heads, split_heads
+from ..layers import MultiHeadAttention
 
 Tensor = torch.Tensor
 
 __all__ = [
     # LSH (Reformer)
     "random_rotations", "lsh_hash", "hyperplane_collision_probability", "lsh_mask",
-    "lsh_attention", "shared_qk_keys", "LSHAttention",
+    "lsh_attention", "shared_qk_keys", "LSHBuckets", "lsh_self_attention",
     # k-means routing (Routing Transformer)
     "init_centroids", "route", "kmeans_update", "kmeans", "routing_topk", "routing_mask",
-    "routing_attention", "RoutingAttention",
+    "routing_attention", "RoutingCentroids",
 ]
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -332,51 +332,55 @@ def lsh_attention(qk: Tensor, value: Tensor, rotations: Tensor, *, chunk_size: i
     return merged.to(value.dtype)  # (B, H, N, Dv)
 
 
-class LSHAttention(nn.Module):
-    """Multi-head Reformer attention with shared queries and keys, batch first.
+class LSHBuckets(nn.Module):
+    """Reformer attention with shared queries and keys (Kitaev et al., 2020), as the
+    ``attn_fn`` of :class:`attention_lib.layers.MultiHeadAttention`; build the multi-head
+    layer with :func:`lsh_self_attention`, which makes the key projection the query's.
 
-    One projection ``qk_proj`` gives the shared query/key vectors, ``v_proj`` the values,
-    ``out_proj`` mixes the heads; :func:`lsh_attention` does the rest.
-
-    x: (B, N, E). forward(x, *, rotations=None, generator=None, is_causal=False) -> (B, N, E).
-    Reformer draws new rotations at every call: pass ``rotations`` (R, Dh, b/2) to fix them, or
-    a ``generator`` to draw them reproducibly (None: torch's default generator, as dropout).
+    forward(query, key, value, attn_mask=None, *, is_causal=False): query (the shared
+    query/key vectors), value: (B, H, N, Dh) -> (B, H, N, Dh) by :func:`lsh_attention` (the
+    key argument is not read). Reformer draws new rotations at every call: set ``rotations``
+    (R, Dh, b/2) to fix them, or ``generator`` to draw them reproducibly (None: torch's
+    default generator, as dropout).
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, *, n_buckets: int = 8,
-                 n_hashes: int = 2, chunk_size: int = 64, bias: bool = True):
+    def __init__(self, head_dim: int, *, n_buckets: int = 8, n_hashes: int = 2,
+                 chunk_size: int = 64, generator: Optional[torch.Generator] = None):
         super().__init__()
-        _check_int("embed_dim", embed_dim, 1)
-        _check_int("num_heads", num_heads, 1)
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
+        _check_int("head_dim", head_dim, 1)
         _check_int("n_hashes", n_hashes, 1)
         _check_int("chunk_size", chunk_size, 1)
         random_rotations(1, n_buckets)  # validates n_buckets
-        self.embed_dim, self.num_heads = embed_dim, num_heads
-        self.head_dim = embed_dim // num_heads
-        self.n_buckets, self.n_hashes, self.chunk_size = n_buckets, n_hashes, chunk_size
-        self.qk_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.head_dim, self.n_buckets, self.n_hashes = head_dim, n_buckets, n_hashes
+        self.chunk_size, self.generator = chunk_size, generator
+        self.rotations: Optional[Tensor] = None
 
-    def forward(self, x: Tensor, *, rotations: Optional[Tensor] = None,
-                generator: Optional[torch.Generator] = None, is_causal: bool = False) -> Tensor:
-        check_tensor("x", x, ndim=3, layout="(B, N, E)")
-        if x.shape[-1] != self.embed_dim:
-            raise ValueError(f"x must be (B, N, E) with E = {self.embed_dim}, got {shape_str(x)}")
+    def forward(self, query: Tensor, key: Tensor, value: Tensor,
+                attn_mask: Optional[Tensor] = None, *, is_causal: bool = False) -> Tensor:
+        if attn_mask is not None:
+            raise ValueError("LSH attention takes no attn_mask (only is_causal)")
+        rotations = self.rotations
         if rotations is None:
             rotations = random_rotations(self.head_dim, self.n_buckets, n_hashes=self.n_hashes,
-                                         generator=generator, device=x.device, dtype=x.dtype)
-        qk = split_heads(self.qk_proj(x), self.num_heads)  # (B, H, N, Dh)
-        v = split_heads(self.v_proj(x), self.num_heads)  # (B, H, N, Dh)
-        out = lsh_attention(qk, v, rotations, chunk_size=self.chunk_size, is_causal=is_causal)
-        return self.out_proj(merge_heads(out))  # (B, N, E)
+                                         generator=self.generator, device=query.device,
+                                         dtype=query.dtype)
+        return lsh_attention(query, value, rotations, chunk_size=self.chunk_size,
+                             is_causal=is_causal)
 
     def extra_repr(self) -> str:
-        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, n_buckets="
-                f"{self.n_buckets}, n_hashes={self.n_hashes}, chunk_size={self.chunk_size}")
+        return (f"n_buckets={self.n_buckets}, n_hashes={self.n_hashes}, "
+                f"chunk_size={self.chunk_size}")
 
+
+def lsh_self_attention(embed_dim: int, num_heads: int, *, bias: bool = True,
+                       **kwargs) -> MultiHeadAttention:
+    """The multi-head Reformer layer: :class:`~attention_lib.layers.MultiHeadAttention` whose
+    ``k_proj`` is its ``q_proj`` (shared QK) and whose ``attn_fn`` is :class:`LSHBuckets`
+    (kwargs: n_buckets, n_hashes, chunk_size, generator). x: (B, N, E) -> (B, N, E)."""
+    mha = MultiHeadAttention(embed_dim, num_heads, bias=bias)
+    mha.attn_fn = LSHBuckets(mha.head_dim, **kwargs)
+    mha.k_proj = mha.q_proj  # one projection for the shared query/key vectors
+    return mha
 
 # =========================================================================== k-means routing
 def _check_centroids(centroids: Tensor, x: Optional[Tensor] = None) -> None:
@@ -593,61 +597,43 @@ def routing_attention(query: Tensor, key: Tensor, value: Tensor, centroids: Tens
     return merged.to(value.dtype)  # (B, H, N, Dv)
 
 
-class RoutingAttention(nn.Module):
-    """Multi-head routing attention (Routing Transformer), batch first.
+class RoutingCentroids(nn.Module):
+    """Routing attention (Routing Transformer, Roy et al., 2021) with its centroids, as the
+    ``attn_fn`` of :class:`attention_lib.layers.MultiHeadAttention`:
+    ``MultiHeadAttention(E, H, attn_fn=RoutingCentroids(H, E // H, num_clusters))``.
 
-    Projections ``q_proj, k_proj, v_proj, out_proj`` as in
-    :class:`attention_lib.layers.MultiHeadAttention`; the centroids, one set per head, are a
-    buffer ``centroids`` (H, C, Dh), not a parameter: they are trained by k-means, not by
-    gradients. ``forward`` never changes them; call :meth:`update_centroids` (which uses the
-    pure :func:`kmeans_update`) explicitly during training.
+    The centroids, one set per head, are a buffer ``centroids`` (H, C, Dh), not a parameter:
+    they are trained by k-means, not by gradients. ``forward`` never changes them; call
+    :meth:`update` (which uses the pure :func:`kmeans_update`) explicitly during training.
 
-    x: (B, N, E). forward(x, *, is_causal=False) -> (B, N, E).
+    forward(query, key, value, attn_mask=None, *, is_causal=False): (B, H, N, Dh) ->
+    (B, H, N, Dh) by :func:`routing_attention` (self-attention; no mask).
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, num_clusters: int, *,
-                 window: Optional[int] = None, bias: bool = True,
-                 generator: Optional[torch.Generator] = None):
+    def __init__(self, num_heads: int, head_dim: int, num_clusters: int, *,
+                 window: Optional[int] = None, generator: Optional[torch.Generator] = None):
         super().__init__()
-        _check_int("embed_dim", embed_dim, 1)
-        _check_int("num_heads", num_heads, 1)
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
         if window is not None:
             _check_int("window", window, 1)
-        self.embed_dim, self.num_heads = embed_dim, num_heads
-        self.head_dim = embed_dim // num_heads
         self.num_clusters, self.window = num_clusters, window
-        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
         self.register_buffer("centroids", init_centroids(
-            num_clusters, self.head_dim, num_heads=num_heads, generator=generator))
+            num_clusters, head_dim, num_heads=num_heads, generator=generator))
 
-    def _heads(self, x: Tensor):
-        check_tensor("x", x, ndim=3, layout="(B, N, E)")
-        if x.shape[-1] != self.embed_dim:
-            raise ValueError(f"x must be (B, N, E) with E = {self.embed_dim}, got {shape_str(x)}")
-        h = self.num_heads
-        return (split_heads(self.q_proj(x), h), split_heads(self.k_proj(x), h),
-                split_heads(self.v_proj(x), h))  # (B, H, N, Dh) each
-
-    def forward(self, x: Tensor, *, is_causal: bool = False) -> Tensor:
-        q, k, v = self._heads(x)
-        out = routing_attention(q, k, v, self.centroids.to(q.dtype), window=self.window,
-                                is_causal=is_causal)
-        return self.out_proj(merge_heads(out))  # (B, N, E)
+    def forward(self, query: Tensor, key: Tensor, value: Tensor,
+                attn_mask: Optional[Tensor] = None, *, is_causal: bool = False) -> Tensor:
+        if attn_mask is not None:
+            raise ValueError("routing attention takes no attn_mask (only is_causal)")
+        return routing_attention(query, key, value, self.centroids.to(query.dtype),
+                                 window=self.window, is_causal=is_causal)
 
     @torch.no_grad()
-    def update_centroids(self, x: Tensor, *, decay: float = 0.999) -> Tensor:
-        """One k-means step on this batch's queries and keys; stores and returns the result."""
-        q, k, _ = self._heads(x)
-        new = kmeans_update(self.centroids, torch.cat([q, k], dim=2).to(self.centroids.dtype),
-                            decay=decay)
+    def update(self, query: Tensor, key: Tensor, *, decay: float = 0.999) -> Tensor:
+        """One k-means step on a batch's queries and keys (B, H, N, Dh); stores and returns
+        the new centroids."""
+        new = kmeans_update(self.centroids,
+                            torch.cat([query, key], dim=2).to(self.centroids.dtype), decay=decay)
         self.centroids.copy_(new)
         return new
 
     def extra_repr(self) -> str:
-        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, num_clusters="
-                f"{self.num_clusters}, window={self.window}")
+        return f"num_clusters={self.num_clusters}, window={self.window}"

@@ -27,11 +27,10 @@ from typing import List, NamedTuple, Optional
 import torch
 
 from .._validate import check_mask, check_qkv, check_tensor, shape_str
-from ._modules import ProjectedAttention
 
 Tensor = torch.Tensor
 
-__all__ = ["FlashAttention", "OnlineSoftmaxState", "online_softmax", "flash_attention", "flash_attention_lse",
+__all__ = ["OnlineSoftmaxState", "online_softmax", "flash_attention", "flash_attention_lse",
            "tile_schedule"]
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -345,43 +344,3 @@ def flash_attention(query: Tensor, key: Tensor, value: Tensor,
     out, _ = flash_attention_lse(query, key, value, attn_mask, is_causal=is_causal,
                                  scale=scale, block_q=block_q, block_k=block_k)
     return out
-
-
-class FlashAttention(ProjectedAttention):
-    """Multi-head attention whose heads are computed by :func:`flash_attention`, batch first.
-
-    The projections of :class:`attention_lib.layers.MultiHeadAttention` (``q_proj, k_proj,
-    v_proj, out_proj``); the attention itself exact, tile by tile, in O(N) memory, with the
-    recomputing backward pass.
-
-    query: (B, Nq, E)   key, value: (B, Nk, E) (default: query)
-    key_padding_mask: bool (B, Nk), True = real key (tiles of padding only are skipped).
-    block_size: the tiles' side (``block_q = block_k``). Returns (B, Nq, E).
-    """
-
-    def __init__(self, embed_dim: int, num_heads: int, *, block_size: int = 128,
-                 bias: bool = True):
-        super().__init__(embed_dim, num_heads, bias=bias)
-        if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
-            raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
-        self.block_size = block_size
-
-    def forward(self, query: Tensor, key: Optional[Tensor] = None, value: Optional[Tensor] = None,
-                key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False) -> Tensor:
-        q, k, v = self.project(query, key, value)  # (B, H, N, Dh)
-        mask = None
-        if key_padding_mask is not None:
-            check_tensor("key_padding_mask", key_padding_mask, ndim=2, floating=False,
-                         layout="(B, Nk)")
-            if key_padding_mask.dtype != torch.bool or \
-                    tuple(key_padding_mask.shape) != (k.shape[0], k.shape[-2]):
-                raise ValueError(f"key_padding_mask must be bool (B, Nk) = "
-                                 f"{shape_str((k.shape[0], k.shape[-2]))}, got "
-                                 f"{key_padding_mask.dtype} {shape_str(key_padding_mask)}")
-            mask = key_padding_mask[:, None, None, :]  # (B, 1, 1, Nk)
-        out = flash_attention(q, k, v, mask, is_causal=is_causal, block_q=self.block_size,
-                              block_k=self.block_size)
-        return self.output(out)  # (B, Nq, E)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, block_size={self.block_size}"

@@ -31,7 +31,7 @@ What is here:
 * :func:`linear_attention_weights` -- the dense (Nq, Nk) weights, for pictures and tests only;
 * the fast-weight view: :func:`write_memory`, :func:`read_memory` (an outer-product memory,
   with the sum or the delta update rule) and :func:`fast_weight_programmer`;
-* :class:`LinearAttention` -- a multi-head ``nn.Module`` around :func:`linear_attention`.
+* multi-head: ``MultiHeadAttention(E, H, attn_fn=linear_attention)`` (``attention_lib.layers``).
 
 **Causal, by chunks.** The obvious causal implementation takes a cumulative sum of the
 per-position outer products ``phi(k_t) v_t^T`` and holds an (N, F, Dv) tensor: O(N F Dv)
@@ -56,7 +56,6 @@ import torch
 import torch.nn.functional as F
 
 from .._validate import check_mask, check_qkv, check_tensor, shape_str
-from ._modules import ProjectedAttention
 
 Tensor = torch.Tensor
 FeatureMap = Union[str, Callable[[Tensor], Tensor]]
@@ -66,7 +65,6 @@ __all__ = [
     "get_feature_map", "LinearAttentionState", "kernel_attention", "linear_attention",
     "kernel_attention_step", "kernel_attention_recurrent", "linear_attention_recurrent",
     "linear_attention_weights", "write_memory", "read_memory", "fast_weight_programmer",
-    "LinearAttention",
 ]
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -527,34 +525,3 @@ def fast_weight_programmer(query: Tensor, key: Tensor, value: Tensor, *,
         outs.append(y)
     out = torch.stack(outs, dim=-2)  # (B, H, N, Dv)
     return (out, w) if return_memory else out
-
-
-# --------------------------------------------------------------------------- module
-class LinearAttention(ProjectedAttention):
-    """Multi-head linear attention (Katharopoulos et al., 2020), batch first.
-
-    Same projections as :class:`attention_lib.layers.MultiHeadAttention` (``q_proj, k_proj,
-    v_proj, out_proj``), with softmax attention replaced by :func:`linear_attention`.
-
-    query: (B, Nq, E)   key, value: (B, Nk, E) (default: query)
-    key_padding_mask: bool broadcastable to (B, 1, 1, Nk), True = real key.
-    Returns (B, Nq, E).
-    """
-
-    def __init__(self, embed_dim: int, num_heads: int, *, feature_map: FeatureMap = "elu",
-                 bias: bool = True, eps: float = 1e-6, chunk_size: int = 64):
-        super().__init__(embed_dim, num_heads, bias=bias)
-        get_feature_map(feature_map)
-        self.feature_map, self.eps, self.chunk_size = feature_map, eps, chunk_size
-
-    def forward(self, query: Tensor, key: Optional[Tensor] = None, value: Optional[Tensor] = None,
-                key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False) -> Tensor:
-        q, k, v = self.project(query, key, value)  # (B, H, N, Dh)
-        out = linear_attention(q, k, v, key_padding_mask, is_causal=is_causal,
-                               feature_map=self.feature_map, eps=self.eps,
-                               chunk_size=self.chunk_size)
-        return self.output(out)  # (B, Nq, E)
-
-    def extra_repr(self) -> str:
-        fm = self.feature_map if isinstance(self.feature_map, str) else "callable"
-        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, feature_map={fm}"

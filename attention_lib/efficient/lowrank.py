@@ -20,7 +20,8 @@ this module has the tools for both:
   (Nq, N) attention matrix ``P_bar F`` has rank at most k (:func:`linformer_weights` builds
   it, for pictures and tests); its error is never below :func:`best_rank_k_error`.
 
-Projections: in the paper E and F are learned parameters (:class:`LinformerAttention`).
+Projections: in the paper E and F are learned parameters (:class:`LinformerProjections`, the ``attn_fn`` of
+:class:`attention_lib.layers.MultiHeadAttention`).
 :func:`linformer_projection` draws them as Johnson-Lindenstrauss maps, Gaussian N(0, 1/k)
 entries (the paper's Theorem 1) or random signs +-1/sqrt(k) (Achlioptas, 2003), from a
 ``torch.Generator``; :func:`pooling_projection` averages consecutive segments of N/k
@@ -55,7 +56,6 @@ import torch
 from torch import nn
 
 from .._validate import check_mask, check_qkv, check_tensor, shape_str
-from ..layers import merge_heads, split_heads
 
 Tensor = torch.Tensor
 
@@ -64,12 +64,12 @@ __all__ = [
     "attention_spectrum", "energy_rank", "effective_rank", "best_rank_k", "best_rank_k_error",
     # Linformer
     "linformer_projection", "pooling_projection", "linformer_attention", "linformer_weights",
-    "LinformerAttention", "LINFORMER_SHARING",
+    "LinformerProjections", "LINFORMER_SHARING",
 ]
 
 _HALF = (torch.float16, torch.bfloat16)
 
-#: Parameter sharing of :class:`LinformerAttention` (Wang et al., 2020, section 4).
+#: Parameter sharing of :class:`LinformerProjections` (Wang et al., 2020, section 4).
 LINFORMER_SHARING = ("none", "headwise", "key-value", "layerwise")
 
 
@@ -335,13 +335,15 @@ def linformer_weights(query: Tensor, key: Tensor, E: Tensor, F: Optional[Tensor]
 
 
 # --------------------------------------------------------------------------- module
-class LinformerAttention(nn.Module):
-    """Multi-head Linformer self-attention (Wang et al., 2020), batch first, non-causal.
+class LinformerProjections(nn.Module):
+    """Linformer's learned projections of the sequence axis (Wang et al., 2020), as the
+    ``attn_fn`` of :class:`attention_lib.layers.MultiHeadAttention`; non-causal.
 
-    Same projections as :class:`attention_lib.layers.MultiHeadAttention` (``q_proj, k_proj,
-    v_proj, out_proj``), plus the learned sequence projections E and F, of shape (k, seq_len)
-    or (H, k, seq_len), initialised by :func:`linformer_projection` (``init="gaussian"`` or
-    ``"sign"``, from ``generator``) or :func:`pooling_projection` (``init="pooling"``).
+    ``MultiHeadAttention(d_model, H, attn_fn=LinformerProjections(H, seq_len, k))`` is the
+    multi-head Linformer layer: the usual ``q_proj, k_proj, v_proj, out_proj`` and, here, the
+    learned E and F, of shape (k, seq_len) or (H, k, seq_len) (``attn_fn.E``, ``attn_fn.F``),
+    initialised by :func:`linformer_projection` (``init="gaussian"`` or ``"sign"``, from
+    ``generator``) or :func:`pooling_projection` (``init="pooling"``).
 
     sharing (the paper's section 4), from most to fewest projection parameters:
         ``"none"``: one E and one F per head, (H, k, N) each;
@@ -350,33 +352,26 @@ class LinformerAttention(nn.Module):
         ``"layerwise"``: one (k, N) matrix for keys and values *in every layer*: pass the
             first layer's ``E`` as ``projection=`` to the other layers.
 
-    query: (B, N, E)   key, value: (B, N, E) (default: query), N <= seq_len
-    key_padding_mask: bool broadcastable to (B, 1, 1, N), True = real key.
-    Returns (B, N, E), or ``(out, weights)`` with weights (B, H, N, k).
+    forward(query, key, value, attn_mask=None, *, is_causal=False, return_weights=False):
+    query: (B, H, Nq, D)   key, value: (B, H, N, D), N <= seq_len;
+    attn_mask: bool broadcastable to (B, 1, 1, N), True = real key.
+    Returns (B, H, Nq, D), or ``(out, weights)`` with weights (B, H, Nq, k):
+    :func:`linformer_attention` with this module's E and F.
     """
 
-    def __init__(self, d_model: int, num_heads: int, seq_len: int, k: int, *,
-                 sharing: str = "headwise", init: str = "gaussian", bias: bool = True,
-                 projection: Optional[nn.Parameter] = None,
+    def __init__(self, num_heads: int, seq_len: int, k: int, *, sharing: str = "headwise",
+                 init: str = "gaussian", projection: Optional[nn.Parameter] = None,
                  generator: Optional[torch.Generator] = None):
         super().__init__()
-        for name, v in (("d_model", d_model), ("num_heads", num_heads), ("seq_len", seq_len),
-                        ("k", k)):
+        for name, v in (("num_heads", num_heads), ("seq_len", seq_len), ("k", k)):
             _check_int(name, v)
-        if d_model % num_heads:
-            raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}")
         if sharing not in LINFORMER_SHARING:
             raise ValueError(f"sharing must be one of {LINFORMER_SHARING}, got {sharing!r}")
         if init not in ("gaussian", "sign", "pooling"):
             raise ValueError(f"init must be 'gaussian', 'sign' or 'pooling', got {init!r}")
         if projection is not None and sharing != "layerwise":
             raise ValueError(f"projection= is for sharing='layerwise', got sharing={sharing!r}")
-        self.d_model, self.num_heads, self.seq_len, self.k = d_model, num_heads, seq_len, k
-        self.sharing = sharing
-        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.num_heads, self.seq_len, self.k, self.sharing = num_heads, seq_len, k, sharing
 
         def new(heads):
             if init == "pooling":
@@ -400,33 +395,18 @@ class LinformerAttention(nn.Module):
         else:
             self.register_parameter("F", None)
 
-    def forward(self, query: Tensor, key: Optional[Tensor] = None, value: Optional[Tensor] = None,
-                key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False,
+    def forward(self, query: Tensor, key: Tensor, value: Tensor,
+                attn_mask: Optional[Tensor] = None, *, is_causal: bool = False,
                 return_weights: bool = False):
         if is_causal:  # before any shape check: the reason is not the shapes
-            raise ValueError("LinformerAttention cannot be causal: the projection E mixes keys "
-                             "from every position into each projected key")
-        key = query if key is None else key
-        value = key if value is None else value
-        for name, x in (("query", query), ("key", key), ("value", value)):
-            check_tensor(name, x, ndim=3, layout="(B, N, E)")
-            if x.shape[-1] != self.d_model:
-                raise ValueError(f"{name} must be (B, N, E) with E = {self.d_model}, got "
-                                 f"{shape_str(x)}")
-        if key.shape[1] > self.seq_len:
-            raise ValueError(f"key has {key.shape[1]} positions, but this layer projects "
+            raise ValueError("Linformer cannot be causal: the projection E mixes keys from "
+                             "every position into each projected key")
+        if key.shape[-2] > self.seq_len:
+            raise ValueError(f"key has {key.shape[-2]} positions, but this layer projects "
                              f"sequences of at most seq_len={self.seq_len}: key {shape_str(key)}")
-        h = self.num_heads
-        q = split_heads(self.q_proj(query), h)  # (B, H, Nq, Dh)
-        k = split_heads(self.k_proj(key), h)  # (B, H, Nk, Dh)
-        v = split_heads(self.v_proj(value), h)  # (B, H, Nk, Dh)
-        E, F = self.E.to(q.dtype), None if self.F is None else self.F.to(q.dtype)
-        res = linformer_attention(q, k, v, E, F, key_padding_mask,
-                                  return_weights=return_weights)
-        out, weights = res if return_weights else (res, None)
-        out = self.out_proj(merge_heads(out))  # (B, Nq, E)
-        return (out, weights) if return_weights else out
+        E, F = self.E.to(query.dtype), None if self.F is None else self.F.to(query.dtype)
+        return linformer_attention(query, key, value, E, F, attn_mask,
+                                   return_weights=return_weights)
 
     def extra_repr(self) -> str:
-        return (f"d_model={self.d_model}, num_heads={self.num_heads}, seq_len={self.seq_len}, "
-                f"k={self.k}, sharing={self.sharing}")
+        return f"seq_len={self.seq_len}, k={self.k}, sharing={self.sharing}"

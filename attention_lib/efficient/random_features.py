@@ -27,9 +27,9 @@ with ``E[phi(x) . phi(y)] = exp(-|x - y|^2 / 2)`` (:func:`gaussian_rff`).
   the error further (Theorem 2) (:func:`performer_attention`).
 
 Randomness only enters through a ``torch.Generator`` or a given projection tensor:
-:func:`random_projection` draws one, every feature map takes one. The modules
-(:class:`PerformerAttention`, :class:`RFAAttention`) keep theirs in a buffer and draw a new one
-on :meth:`RandomFeatureAttention.redraw`.
+:func:`random_projection` draws one, every feature map takes one. :class:`RandomFeatures`,
+the ``attn_fn`` that makes :class:`attention_lib.layers.MultiHeadAttention` a Performer or RFA
+layer, keeps its projection in a buffer and draws a new one on :meth:`RandomFeatures.redraw`.
 
 Layout (B, H, N, D) as everywhere; projections are (m, D), shared by all heads (or
 (H, m, D), one per head).
@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validate import check_tensor, shape_str
-from ..layers import merge_heads, split_heads
+from ..layers import MultiHeadAttention, split_heads
 from .linear import (LinearAttentionState, _check_eps, _check_int, _check_key_padding_mask,
                      _check_qkv, _divide, _work_dtype, kernel_attention, kernel_attention_step)
 
@@ -55,7 +55,7 @@ __all__ = [
     "rfa_features", "softmax_kernel_estimate", "softmax_kernel_mse", "arccos_kernel",
     "optimal_a", "performer_features", "performer_attention", "rfa_attention", "gated_kernel_attention",
     "gated_kernel_attention_step", "gated_kernel_attention_recurrent",
-    "RandomFeatureAttention", "PerformerAttention", "RFAAttention",
+    "RandomFeatures", "random_feature_step",
 ]
 
 SOFTMAX_KINDS = ("positive", "trig", "optimized")
@@ -699,62 +699,60 @@ def gated_kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor
 _FEATURES = ("positive", "trig", "gaussian", "arccos")
 
 
-class RandomFeatureAttention(nn.Module):
-    """Multi-head attention with a random feature map in place of the softmax, batch first.
+class RandomFeatures(nn.Module):
+    """Attention with a random feature map in place of the softmax, as the ``attn_fn`` of
+    :class:`attention_lib.layers.MultiHeadAttention`: the multi-head Performer is
+    ``MultiHeadAttention(E, H, attn_fn=RandomFeatures(H, E // H, m))``, RFA is
+    ``RandomFeatures(H, E // H, m, feature="gaussian", orthogonal=False)``.
 
-    Projections ``q_proj, k_proj, v_proj, out_proj`` as in
-    :class:`attention_lib.layers.MultiHeadAttention`, plus a buffer ``projection``
-    (num_features, head_dim) of random frequencies shared by the heads.
-
-    feature: "positive" / "trig" (Performer, :func:`performer_attention`, estimating
-        ``softmax(q . k / sqrt(Dh))``), or "gaussian" / "arccos" (RFA, :func:`rfa_attention`
-        on l2-normalised q, k, with a learned per-head bandwidth ``sigma`` for "gaussian",
-        stored as ``log_sigma`` and starting at sigma = 1).
+    Holds a buffer ``projection`` (num_features, head_dim) of random frequencies shared by the
+    heads.
+    feature: "positive" / "trig" (Performer, Choromanski et al., 2021,
+        :func:`performer_attention`, estimating ``softmax(q . k / sqrt(Dh))``; orthogonal
+        frequencies by default), or "gaussian" / "arccos" (RFA, Peng et al., 2021,
+        :func:`rfa_attention` on l2-normalised q, k, with a learned per-head bandwidth
+        ``sigma`` for "gaussian", stored as ``log_sigma`` and starting at sigma = 1; the paper
+        draws iid frequencies: pass ``orthogonal=False``).
     num_features: m; default ``round(Dh * ln Dh)``, the Performer paper's m = Theta(d log d).
-    orthogonal: block-orthogonal frequencies (:func:`random_projection`).
-    gated: gated RFA (needs ``is_causal=True``): ``gate_proj: Linear(E, H)`` gives
-        ``g_t = sigmoid(gate_proj(x_t))`` from the key-side input (bias initialised to 2, so
-        g ~ 0.88 at the start: long memory).
+    gated: gated RFA (needs ``is_causal=True``): ``g_t = sigmoid(w_h . k_t + b_h)`` per head,
+        from the head's key (parameters ``gate_weight`` (H, Dh) and ``gate_bias`` (H,),
+        initialised to 2, so g ~ 0.88 at the start: long memory). The paper computes the gate
+        from the layer input x_t; here it reads the projected key k_t = W_k x_t.
     generator: draws the first projection (default: torch's global generator, like the
         parameters' initialisation); :meth:`redraw` draws a new one.
     eps: added to the normaliser (default 0, see :func:`performer_features`);
     chunk_size: of the causal prefix sums.
 
-    query: (B, Nq, E)   key, value: (B, Nk, E) (default: query)
-    key_padding_mask: bool broadcastable to (B, 1, 1, Nk), True = real key.
-    Returns (B, Nq, E). :meth:`step` decodes one position at a time from a recurrent state.
+    forward(query, key, value, attn_mask=None, *, is_causal=False): (B, H, N, Dh) tensors;
+    attn_mask: a key mask, broadcastable to (B, 1, 1, Nk), True = real key. Returns
+    (B, H, Nq, Dh). :meth:`step` decodes one position at a time from a recurrent state, and
+    :func:`random_feature_step` does it for a whole layer.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, num_features: Optional[int] = None, *,
+    def __init__(self, num_heads: int, head_dim: int, num_features: Optional[int] = None, *,
                  feature: str = "positive", orthogonal: bool = True, gated: bool = False,
-                 generator: Optional[torch.Generator] = None, bias: bool = True,
-                 eps: float = 0.0, chunk_size: int = 64):
+                 generator: Optional[torch.Generator] = None, eps: float = 0.0,
+                 chunk_size: int = 64):
         super().__init__()
-        _check_int("embed_dim", embed_dim)
         _check_int("num_heads", num_heads)
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
+        _check_int("head_dim", head_dim)
         if feature not in _FEATURES:
             raise ValueError(f"feature must be one of {_FEATURES}, got {feature!r}")
         if gated and feature not in RFA_KERNELS:
             raise ValueError(f"gated=True is gated RFA: use feature='gaussian' or 'arccos', "
                              f"got {feature!r}")
-        self.embed_dim, self.num_heads = embed_dim, num_heads
-        self.head_dim = dh = embed_dim // num_heads
+        self.head_dim = dh = head_dim
         if num_features is None:
             num_features = max(1, round(dh * math.log(max(dh, 2))))
         _check_int("num_features", num_features)
         self.num_features, self.feature, self.orthogonal = num_features, feature, orthogonal
         self.gated, self.eps, self.chunk_size = gated, eps, chunk_size
-        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
         if feature == "gaussian":  # bandwidth sigma per head, learned; starts at 1
             self.log_sigma = nn.Parameter(torch.zeros(num_heads))
         if gated:
-            self.gate_proj = nn.Linear(embed_dim, num_heads)
-            nn.init.constant_(self.gate_proj.bias, 2.0)
+            bound = dh ** -0.5  # as nn.Linear(Dh, 1) would draw it, one row per head
+            self.gate_weight = nn.Parameter(torch.empty(num_heads, dh).uniform_(-bound, bound))
+            self.gate_bias = nn.Parameter(torch.full((num_heads,), 2.0))
         self.register_buffer("projection", torch.zeros(num_features, dh))
         self.redraw(generator)
 
@@ -772,104 +770,66 @@ class RandomFeatureAttention(nn.Module):
         self.projection.copy_(w)
         return self.projection
 
-    def _sigma(self):
-        return torch.exp(self.log_sigma).view(-1, 1, 1)  # (H, 1, 1)
-
-    def _features(self, q: Tensor, k: Tensor, key_padding_mask, causal: bool):
+    def _features(self, q: Tensor, k: Tensor, attn_mask, causal: bool):
         """(phi_q, phi_k) for (B, H, N, Dh) queries and keys."""
         if self.feature in SOFTMAX_KINDS:
             q, k = _scale_qk(q, k, None)
             return performer_features(q, k, self.projection, kind=self.feature,
-                                      key_padding_mask=key_padding_mask, causal=causal)
-        sigma = self._sigma() if self.feature == "gaussian" else 1.0
+                                      key_padding_mask=attn_mask, causal=causal)
+        sigma = torch.exp(self.log_sigma).view(-1, 1, 1) if self.feature == "gaussian" else 1.0
         return (rfa_features(q, self.projection, kernel=self.feature, sigma=sigma),
                 rfa_features(k, self.projection, kernel=self.feature, sigma=sigma))
 
-    def _check_inputs(self, **xs):
-        for name, x in xs.items():
-            check_tensor(name, x, ndim=3, layout="(B, N, E)")
-            if x.shape[-1] != self.embed_dim:
-                raise ValueError(f"{name} must be (B, N, E) with E = {self.embed_dim}, got "
-                                 f"{shape_str(x)}")
+    def _gate(self, k: Tensor) -> Tensor:
+        """k: (B, H, N, Dh) -> g (B, H, N) in (0, 1)."""
+        w, b = self.gate_weight[:, None, :].to(k.dtype), self.gate_bias[:, None].to(k.dtype)
+        return torch.sigmoid((k * w).sum(-1) + b)
 
-    def forward(self, query: Tensor, key: Optional[Tensor] = None, value: Optional[Tensor] = None,
-                key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False) -> Tensor:
-        key = query if key is None else key
-        value = key if value is None else value
-        self._check_inputs(query=query, key=key, value=value)
+    def forward(self, query: Tensor, key: Tensor, value: Tensor,
+                attn_mask: Optional[Tensor] = None, *, is_causal: bool = False) -> Tensor:
         if self.gated and not is_causal:
-            raise ValueError("a gated RFAAttention is causal: call it with is_causal=True")
-        h = self.num_heads
-        q = split_heads(self.q_proj(query), h)  # (B, H, Nq, Dh)
-        k = split_heads(self.k_proj(key), h)  # (B, H, Nk, Dh)
-        v = split_heads(self.v_proj(value), h)  # (B, H, Nk, Dh)
-        _check_qkv(q, k, v)
-        _check_key_padding_mask(key_padding_mask, q, k)
-        phi_q, phi_k = self._features(q, k, key_padding_mask, is_causal)
+            raise ValueError("a gated RFA layer is causal: call it with is_causal=True")
+        phi_q, phi_k = self._features(query, key, attn_mask, is_causal)
         if self.gated:
-            gate = torch.sigmoid(self.gate_proj(key)).transpose(1, 2)  # (B, H, Nk)
-            out = gated_kernel_attention(phi_q, phi_k, v, gate, key_padding_mask, eps=self.eps,
-                                         chunk_size=self.chunk_size)
-        else:
-            out = kernel_attention(phi_q, phi_k, v, key_padding_mask, is_causal=is_causal,
-                                   eps=self.eps, chunk_size=self.chunk_size)
-        return self.out_proj(merge_heads(out))  # (B, Nq, E)
+            return gated_kernel_attention(phi_q, phi_k, value, self._gate(key), attn_mask,
+                                          eps=self.eps, chunk_size=self.chunk_size)
+        return kernel_attention(phi_q, phi_k, value, attn_mask, is_causal=is_causal,
+                                eps=self.eps, chunk_size=self.chunk_size)
 
-    def step(self, x: Tensor, state: Optional[LinearAttentionState] = None):
-        """Causal self-attention for one new position, as an RNN.
+    def step(self, query: Tensor, key: Tensor, value: Tensor,
+             state: Optional[LinearAttentionState] = None):
+        """Causal attention for one new position, as an RNN.
 
-        x: (B, E), the input at position t; state: after t - 1 positions (None at t = 0).
-        Returns ``(y (B, E), new state)``; the state has a fixed size, (B, H, F, Dh) + (B, H, F).
-        Running ``step`` over a sequence equals ``forward(x, is_causal=True)``.
+        query, key, value: (B, H, Dh) at position t; state: after t - 1 positions (None at
+        t = 0). Returns ``(out (B, H, Dh), new state)``; the state has a fixed size,
+        (B, H, F, Dh) + (B, H, F). Running ``step`` over a sequence equals the causal forward.
         """
-        check_tensor("x", x, ndim=2, layout="(B, E)")
-        if x.shape[-1] != self.embed_dim:
-            raise ValueError(f"x must be (B, E) with E = {self.embed_dim}, got {shape_str(x)}")
-        h = self.num_heads
-        q = split_heads(self.q_proj(x[:, None]), h)  # (B, H, 1, Dh)
-        k = split_heads(self.k_proj(x[:, None]), h)
-        v = split_heads(self.v_proj(x[:, None]), h)
-        phi_q, phi_k = self._features(q, k, None, True)
+        phi_q, phi_k = self._features(query[:, :, None], key[:, :, None], None, True)
         if self.gated:
-            gate = torch.sigmoid(self.gate_proj(x))  # (B, H)
-            out, state = gated_kernel_attention_step(phi_q[:, :, 0], phi_k[:, :, 0], v[:, :, 0],
-                                                     gate, state, eps=self.eps)
-        else:
-            out, state = kernel_attention_step(phi_q[:, :, 0], phi_k[:, :, 0], v[:, :, 0],
-                                               state, eps=self.eps)
-        return self.out_proj(out.reshape(x.shape[0], self.embed_dim)), state  # (B, E)
+            return gated_kernel_attention_step(phi_q[:, :, 0], phi_k[:, :, 0], value,
+                                               self._gate(key[:, :, None])[:, :, 0], state,
+                                               eps=self.eps)
+        return kernel_attention_step(phi_q[:, :, 0], phi_k[:, :, 0], value, state, eps=self.eps)
 
     def extra_repr(self) -> str:
-        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, "
-                f"num_features={self.num_features}, feature={self.feature}, "
+        return (f"num_features={self.num_features}, feature={self.feature}, "
                 f"orthogonal={self.orthogonal}, gated={self.gated}")
 
 
-class PerformerAttention(RandomFeatureAttention):
-    """Performer self-attention (FAVOR+, Choromanski et al., 2021): positive orthogonal random
-    features by default. See :class:`RandomFeatureAttention` for arguments and shapes."""
+def random_feature_step(layer: MultiHeadAttention, x: Tensor,
+                        state: Optional[LinearAttentionState] = None):
+    """Causal self-attention of ``layer`` for one new position, as an RNN.
 
-    def __init__(self, embed_dim: int, num_heads: int, num_features: Optional[int] = None, *,
-                 kind: str = "positive", orthogonal: bool = True,
-                 generator: Optional[torch.Generator] = None, bias: bool = True,
-                 eps: float = 0.0, chunk_size: int = 64):
-        _check_kind(kind)
-        super().__init__(embed_dim, num_heads, num_features, feature=kind,
-                         orthogonal=orthogonal, generator=generator, bias=bias, eps=eps,
-                         chunk_size=chunk_size)
-
-
-class RFAAttention(RandomFeatureAttention):
-    """Random feature attention (Peng et al., 2021): sin/cos ("gaussian", learned per-head
-    sigma) or ReLU ("arccos") features of l2-normalised q, k; ``gated=True`` for gated RFA.
-    iid frequencies by default, as in the paper. See :class:`RandomFeatureAttention`."""
-
-    def __init__(self, embed_dim: int, num_heads: int, num_features: Optional[int] = None, *,
-                 kernel: str = "gaussian", gated: bool = False, orthogonal: bool = False,
-                 generator: Optional[torch.Generator] = None, bias: bool = True,
-                 eps: float = 0.0, chunk_size: int = 64):
-        if kernel not in RFA_KERNELS:
-            raise ValueError(f"kernel must be one of {RFA_KERNELS}, got {kernel!r}")
-        super().__init__(embed_dim, num_heads, num_features, feature=kernel,
-                         orthogonal=orthogonal, gated=gated, generator=generator, bias=bias,
-                         eps=eps, chunk_size=chunk_size)
+    layer: a :class:`~attention_lib.layers.MultiHeadAttention` whose ``attn_fn`` is a
+    :class:`RandomFeatures` (and ``num_kv_heads == num_heads``); x: (B, E), the input at
+    position t; state: after t - 1 positions (None at t = 0). Returns ``(y (B, E), new
+    state)``. Running it over a sequence equals ``layer(x, is_causal=True)``.
+    """
+    check_tensor("x", x, ndim=2, layout="(B, E)")
+    if x.shape[-1] != layer.embed_dim:
+        raise ValueError(f"x must be (B, E) with E = {layer.embed_dim}, got {shape_str(x)}")
+    h = layer.num_heads
+    q, k, v = (split_heads(p(x[:, None]), h)[:, :, 0]  # (B, H, Dh)
+               for p in (layer.q_proj, layer.k_proj, layer.v_proj))
+    out, state = layer.attn_fn.step(q, k, v, state)
+    return layer.out_proj(out.reshape(x.shape[0], layer.embed_dim)), state  # (B, E)

@@ -36,13 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validate import check_qkv, check_tensor, shape_str
-from ..layers import merge_heads, split_heads
 from .sparse import block_layout_mod, create_mask
 
 Tensor = torch.Tensor
 
 __all__ = ["block_summaries", "sinkhorn_normalize", "soft_permutation", "sinkhorn_layout",
-           "sinkhorn_mask", "sinkhorn_attention", "SinkhornAttention"]
+           "sinkhorn_mask", "sinkhorn_attention", "SinkhornSorting"]
 # (the normalisation is not called plain ``sinkhorn``: that name is this module's)
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -203,58 +202,52 @@ def sinkhorn_attention(query: Tensor, key: Tensor, value: Tensor, permutation: T
     return out.reshape(*lead, nb * bs, v.shape[-1]).to(query.dtype)  # (B, H, N, Dv)
 
 
-class SinkhornAttention(nn.Module):
-    """Multi-head Sparse Sinkhorn attention, batch first.
+class SinkhornSorting(nn.Module):
+    """Sparse Sinkhorn attention with a learned sorting network, as the ``attn_fn`` of
+    :class:`attention_lib.layers.MultiHeadAttention`:
+    ``MultiHeadAttention(E, H, attn_fn=SinkhornSorting(E // H, block_size))`` is the
+    multi-head layer (self-attention, N a multiple of ``block_size``).
 
-    Projections ``q_proj, k_proj, v_proj, out_proj`` as in
-    :class:`attention_lib.layers.MultiHeadAttention`, plus the sorting network ``sort_proj``
-    (Dh -> Dh, shared by the heads): logits[a, c] = (W s^q_a) . s^k_c / sqrt(Dh) between the
-    block summaries (:func:`block_summaries`) of queries and keys. This bilinear form works
-    for any number of blocks (the paper's SortNet is a fixed-size dense layer).
-    In the causal case row a uses the summary of block a - 1 (zeros for block 0).
+    The sorting network ``sort_proj`` (Dh -> Dh, shared by the heads) gives
+    logits[a, c] = (W s^q_a) . s^k_c / sqrt(Dh) between the block summaries
+    (:func:`block_summaries`) of queries and keys. This bilinear form works for any number of
+    blocks (the paper's SortNet is a fixed-size dense layer). In the causal case row a uses
+    the summary of block a - 1 (zeros for block 0).
 
-    x: (B, N, E), N a multiple of ``block_size``. forward(x, *, is_causal=False,
-    return_permutation=False) -> (B, N, E), or (out, P (B, H, nb, nb)).
+    forward(query, key, value, attn_mask=None, *, is_causal=False): q, k, v (B, H, N, Dh)
+    -> (B, H, N, Dh); no mask (the permutation decides what each block sees).
+    :meth:`permutation` gives the soft permutation P (B, H, nb, nb) it uses.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, block_size: int, *, n_iters: int = 8,
-                 temperature: float = 0.75, bias: bool = True):
+    def __init__(self, head_dim: int, block_size: int, *, n_iters: int = 8,
+                 temperature: float = 0.75):
         super().__init__()
-        _check_int("embed_dim", embed_dim, 1)
-        _check_int("num_heads", num_heads, 1)
+        _check_int("head_dim", head_dim, 1)
         _check_int("block_size", block_size, 1)
         _check_int("n_iters", n_iters, 0)
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
-        self.embed_dim, self.num_heads = embed_dim, num_heads
-        self.head_dim = embed_dim // num_heads
-        self.block_size, self.n_iters, self.temperature = block_size, n_iters, temperature
-        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.sort_proj = nn.Linear(self.head_dim, self.head_dim, bias=False)
+        self.head_dim, self.block_size = head_dim, block_size
+        self.n_iters, self.temperature = n_iters, temperature
+        self.sort_proj = nn.Linear(head_dim, head_dim, bias=False)
 
-    def forward(self, x: Tensor, *, is_causal: bool = False, return_permutation: bool = False):
-        check_tensor("x", x, ndim=3, layout="(B, N, E)")
-        if x.shape[-1] != self.embed_dim:
-            raise ValueError(f"x must be (B, N, E) with E = {self.embed_dim}, got {shape_str(x)}")
-        _check_blocks("x", x, self.block_size)
-        h = self.num_heads
-        q = split_heads(self.q_proj(x), h)  # (B, H, N, Dh)
-        k = split_heads(self.k_proj(x), h)
-        v = split_heads(self.v_proj(x), h)
-        sq = block_summaries(q, self.block_size)  # (B, H, nb, Dh)
-        sk = block_summaries(k, self.block_size)
+    def permutation(self, query: Tensor, key: Tensor, *, is_causal: bool = False) -> Tensor:
+        """query, key: (B, H, N, Dh) -> the soft permutation of their blocks, (B, H, nb, nb)."""
+        _check_blocks("query", query, self.block_size)
+        sq = block_summaries(query, self.block_size)  # (B, H, nb, Dh)
+        sk = block_summaries(key, self.block_size)
         if is_causal:  # row a is decided by block a - 1, which every query of block a has seen
             sq = F.pad(sq, (0, 0, 1, 0))[..., :-1, :]
         logits = self.sort_proj(sq) @ sk.transpose(-2, -1) * self.head_dim ** -0.5
-        p = soft_permutation(logits, n_iters=self.n_iters, temperature=self.temperature,
-                             is_causal=is_causal)  # (B, H, nb, nb)
-        out = sinkhorn_attention(q, k, v, p, self.block_size, is_causal=is_causal)
-        out = self.out_proj(merge_heads(out))  # (B, N, E)
-        return (out, p) if return_permutation else out
+        return soft_permutation(logits, n_iters=self.n_iters, temperature=self.temperature,
+                                is_causal=is_causal)  # (B, H, nb, nb)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor,
+                attn_mask: Optional[Tensor] = None, *, is_causal: bool = False) -> Tensor:
+        if attn_mask is not None:
+            raise ValueError("Sinkhorn attention takes no attn_mask: the sorted blocks decide "
+                             "what each query sees")
+        p = self.permutation(query, key, is_causal=is_causal)
+        return sinkhorn_attention(query, key, value, p, self.block_size, is_causal=is_causal)
 
     def extra_repr(self) -> str:
-        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, block_size="
-                f"{self.block_size}, n_iters={self.n_iters}, temperature={self.temperature}")
+        return (f"head_dim={self.head_dim}, block_size={self.block_size}, "
+                f"n_iters={self.n_iters}, temperature={self.temperature}")

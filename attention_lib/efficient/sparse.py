@@ -31,13 +31,11 @@ import torch
 import torch.nn.functional as F
 
 from .._validate import check_qkv, check_tensor, shape_str
-from ._modules import ProjectedAttention
 
 Tensor = torch.Tensor
 MaskMod = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
 __all__ = [
-    "SlidingWindowAttention",
     # mask_mods and the dense masks
     "causal_mod", "sliding_window_mod", "dilated_window_mod", "global_tokens_mod",
     "block_layout_mod", "and_masks", "or_masks", "create_mask",
@@ -615,31 +613,3 @@ def bigbird_attention(query: Tensor, key: Tensor, value: Tensor, block_size: int
             else None
         out = out.index_copy(-2, rows, _dense_rows(q, k, v, rows, keep, s))
     return out.to(query.dtype)
-
-
-class SlidingWindowAttention(ProjectedAttention):
-    """Multi-head local self-attention, batch first: each head runs
-    :func:`sliding_window_attention` (query i sees keys j with |i - j| <= window), in
-    O(N window) time and memory.
-
-    The projections of :class:`attention_lib.layers.MultiHeadAttention` (``q_proj, k_proj,
-    v_proj, out_proj``). x: (B, N, E) -> (B, N, E). Self-attention only (the window is defined
-    on one sequence); it takes no padding mask, so pad at the end and ignore the outputs there:
-    with ``is_causal=True`` padding at the end never reaches a real position.
-    """
-
-    def __init__(self, embed_dim: int, num_heads: int, window: int, *,
-                 block_size: Optional[int] = None, bias: bool = True):
-        super().__init__(embed_dim, num_heads, bias=bias)
-        if not isinstance(window, int) or isinstance(window, bool) or window < 0:
-            raise ValueError(f"window must be an int >= 0, got {window!r}")
-        self.window, self.block_size = window, block_size
-
-    def forward(self, x: Tensor, *, is_causal: bool = False) -> Tensor:
-        q, k, v = self.project(x)  # (B, H, N, Dh)
-        out = sliding_window_attention(q, k, v, self.window, is_causal=is_causal,
-                                       block_size=self.block_size)
-        return self.output(out)  # (B, N, E)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, window={self.window}"

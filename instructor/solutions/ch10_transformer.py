@@ -45,9 +45,9 @@ def encoder_layer_forward(x, weights, num_heads, mask=None, norm_first=False):
     return layer_norm(x + feed_forward(x), 2)
 
 
-def masked_batch_norm(x, valid, weight, bias, eps=1e-05):
-    """x: (B, N, d)  valid: (B, N) bool  weight, bias: (d,)  ->  (B, N, d)."""
-    tokens = x[valid]  # (M, d): the real tokens of the whole batch
+def masked_batch_norm(x, token_mask, weight, bias, eps=1e-05):
+    """x: (B, N, d)  token_mask: (B, N) bool  weight, bias: (d,)  ->  (B, N, d)."""
+    tokens = x[token_mask]  # (M, d): the real tokens of the whole batch
     mean = tokens.mean(dim=0)
     var = ((tokens - mean) ** 2).mean(dim=0)  # biased, as BatchNorm normalises
     return (x - mean) / torch.sqrt(var + eps) * weight + bias

@@ -50,18 +50,18 @@ def _layer(x, w, h, mask=None, norm_first=False, how="good"):
     return ln(res_f * x + ffn(x), 2)
 
 
-def _bn(x, valid, weight, bias, eps=1e-5, how="good"):
+def _bn(x, token_mask, weight, bias, eps=1e-5, how="good"):
     if how == "all":
         flat = x.flatten(0, 1)
         mean, var = flat.mean(0), flat.var(0, unbiased=False)
     elif how == "divide all":
-        xm = x * valid.unsqueeze(-1)
+        xm = x * token_mask.unsqueeze(-1)
         mean = xm.mean(dim=(0, 1))
-        var = (((x - mean) * valid.unsqueeze(-1)) ** 2).mean(dim=(0, 1))
+        var = (((x - mean) * token_mask.unsqueeze(-1)) ** 2).mean(dim=(0, 1))
     elif how == "sentence":
         rows = []
         for i in range(x.shape[0]):
-            r = x[i][valid[i]]
+            r = x[i][token_mask[i]]
             mu = r.mean(0) if len(r) else torch.zeros_like(x[i, 0])
             var_i = r.var(0, unbiased=False) if len(r) else torch.ones_like(x[i, 0])
             rows.append((x[i] - mu) / torch.sqrt(var_i + eps))
@@ -69,7 +69,7 @@ def _bn(x, valid, weight, bias, eps=1e-5, how="good"):
     elif how == "features":
         return F.layer_norm(x, x.shape[-1:], eps=eps) * weight + bias
     else:
-        r = x[valid]
+        r = x[token_mask]
         mean, var = r.mean(0), r.var(0, unbiased=(how == "unbiased"))
     return (x - mean) / (var + eps).sqrt() * weight + bias
 
@@ -79,7 +79,7 @@ def _enc(how):
 
 
 def _bnb(how):
-    return lambda x, valid, weight, bias, eps=1e-5: _bn(x, valid, weight, bias, eps, how)
+    return lambda x, token_mask, weight, bias, eps=1e-5: _bn(x, token_mask, weight, bias, eps, how)
 
 
 BUGGY = {

@@ -17,7 +17,8 @@ import torch
 
 from attention_lib.functional import reference_attention
 from attention_lib.masks import causal_mask, key_padding_mask
-from attention_lib.multihead import GroupedQueryAttention, attention_cost, kv_cache_bytes, repeat_kv
+from attention_lib.layers import MultiHeadAttention
+from attention_lib.multihead import attention_cost, kv_cache_bytes, repeat_kv
 from ..cases import draw_sizes, generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
 from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
@@ -191,7 +192,7 @@ def _mh_case(seed, dtype, *, sizes=None, mask=None, grad=False):
 
 
 MH_FORBID = ("attention_lib.layers.MultiHeadAttention", "attention_lib.layers.split_heads",
-             "attention_lib.layers.merge_heads", "attention_lib.multihead.GroupedQueryAttention",
+             "attention_lib.layers.merge_heads",
              "attention_lib.multihead.multi_head_attention_loop",
              "torch.nn.functional.multi_head_attention_forward", "op:multi_head_attention",
              "torch.nn.MultiheadAttention")
@@ -331,7 +332,7 @@ GQA_MODEL = dict(embed_dim=512, num_heads=16, num_kv_heads=4)
 
 def _gqa_params(num_kv_heads=GQA_MODEL["num_kv_heads"], bias=True) -> float:
     m = GQA_MODEL
-    layer = GroupedQueryAttention(m["embed_dim"], m["num_heads"], num_kv_heads)
+    layer = MultiHeadAttention(m["embed_dim"], m["num_heads"], num_kv_heads)
     n = sum(p.numel() for p in layer.parameters())
     if not bias:
         n -= sum(p.numel() for name, p in layer.named_parameters() if name.endswith("bias"))
@@ -340,7 +341,7 @@ def _gqa_params(num_kv_heads=GQA_MODEL["num_kv_heads"], bias=True) -> float:
 
 ANSWER_GQA_PARAMS = Exercise(
     "answer_gqa_params", "answer",
-    "Predict the number of parameters of GroupedQueryAttention(512, 16, num_kv_heads=4).",
+    "Predict the number of parameters of MultiHeadAttention(512, 16, num_kv_heads=4).",
     [answer_check("your prediction matches the count", _gqa_params, rtol=0.0, atol=0.5,
                   wrong=[(_gqa_params(GQA_MODEL["num_heads"]),
                           "that is multi-head attention: with 4 K/V heads of size 512/16 = 32, "

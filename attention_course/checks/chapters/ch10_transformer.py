@@ -5,7 +5,7 @@
    with the weights copied in (itself tested against ``torch.nn.TransformerEncoderLayer``).
 2. ``masked_batch_norm`` -- batch normalisation of a padded batch in training mode, with
    statistics over the real tokens only; the reference is
-   :class:`attention_lib.transformer.SequenceBatchNorm` with ``valid``.
+   :class:`attention_lib.transformer.SequenceBatchNorm` with ``token_mask``.
 3. ``answer_encoder_layer_params`` -- predict: the parameters of one encoder layer of the
    base Transformer (d_model = 512, 8 heads, d_ff = 2048).
 4. ``my_bn_batch_size`` -- open-ended: how many sentences a batch needs before train-mode
@@ -60,7 +60,7 @@ def _enc_ref(x, weights, num_heads, mask=None, norm_first=False):
     e, f = weights["w_1"].shape
     layer = TransformerEncoderLayer(e, int(num_heads), f, norm_first=bool(norm_first))
     layer = _copy_into(layer.to(device=x.device, dtype=x.dtype).eval(), weights)
-    return layer(x, mask=mask)  # (B, N, E)
+    return layer(x, attn_mask=mask)  # (B, N, E)
 
 
 def _ln(x, w, b):
@@ -272,49 +272,49 @@ ENCODER_LAYER_FORWARD = Exercise(
 
 
 # =========================================================================== 2. batch norm
-def _bn_ref(x, valid, weight, bias, eps=1e-5):
+def _bn_ref(x, token_mask, weight, bias, eps=1e-5):
     bn = SequenceBatchNorm(x.shape[-1], eps=eps).to(device=x.device, dtype=x.dtype).train()
     with torch.no_grad():
         bn.bn.weight.copy_(weight)
         bn.bn.bias.copy_(bias)
-    return bn(x, valid)  # (B, N, d)
+    return bn(x, token_mask)  # (B, N, d)
 
 
 def _bn_variant(stats):
-    def fn(x, valid, weight, bias, eps=1e-5):
-        mean, var = stats(x, valid)
+    def fn(x, token_mask, weight, bias, eps=1e-5):
+        mean, var = stats(x, token_mask)
         return (x - mean) / torch.sqrt(var + eps) * weight + bias
     return fn
 
 
-def _real(x, valid):
-    return x[valid]  # (M, d)
+def _real(x, token_mask):
+    return x[token_mask]  # (M, d)
 
 
-def _all_positions(x, valid):
+def _all_positions(x, token_mask):
     flat = x.reshape(-1, x.shape[-1])
     return flat.mean(0), flat.var(0, unbiased=False)
 
 
-def _unbiased(x, valid):
-    r = _real(x, valid)
+def _unbiased(x, token_mask):
+    r = _real(x, token_mask)
     return r.mean(0), r.var(0, unbiased=True)
 
 
-def _per_sentence(x, valid):
-    w = valid[..., None].to(x.dtype)  # (B, N, 1)
+def _per_sentence(x, token_mask):
+    w = token_mask[..., None].to(x.dtype)  # (B, N, 1)
     cnt = w.sum(1, keepdim=True).clamp_min(1)
     mean = (x * w).sum(1, keepdim=True) / cnt  # (B, 1, d)
     var = (((x - mean) ** 2) * w).sum(1, keepdim=True) / cnt
     return mean, var
 
 
-def _per_position(x, valid):
+def _per_position(x, token_mask):
     return x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
 
 
-def _mean_over_all(x, valid):
-    w = valid[..., None].to(x.dtype)
+def _mean_over_all(x, token_mask):
+    w = token_mask[..., None].to(x.dtype)
     flat_n = x.shape[0] * x.shape[1]
     mean = (x * w).sum((0, 1)) / flat_n  # divided by every position, padding included
     var = (((x - mean) ** 2) * w).sum((0, 1)) / flat_n
@@ -328,11 +328,11 @@ def _has_padding(case: Case) -> bool:
 BN_MISTAKES = [
     Mistake("padding included in the statistics",
             "your output matches BatchNorm over EVERY position, padding included: the mean and "
-            "variance must be taken over the real tokens only (x[valid])",
+            "variance must be taken over the real tokens only (x[token_mask])",
             _bn_variant(_all_positions), applies=_has_padding),
     Mistake("masked sum divided by all positions",
             "you zeroed the padding but then divided by the number of ALL positions: divide "
-            "the sums by the number of real tokens, valid.sum()",
+            "the sums by the number of real tokens, token_mask.sum()",
             _bn_variant(_mean_over_all), applies=_has_padding),
     Mistake("unbiased variance",
             "BatchNorm normalises with the biased variance (divide by M, not M - 1): "
@@ -360,9 +360,9 @@ def _bn_case(seed, dtype, *, sizes=None, lengths=None, all_real=False, grad=Fals
         lengths = [n] * b if all_real else torch.randint(1, n + 1, (b,), generator=g).tolist()
         if not all_real and sum(lengths) < 2:
             lengths[0] = n
-    valid = torch.arange(n) < torch.tensor(lengths)[:, None]  # (B, N)
+    token_mask = torch.arange(n) < torch.tensor(lengths)[:, None]  # (B, N)
     label = f"x ({b}, {n}, {d}) with lengths {list(lengths)}, {_dtname(dtype)}"
-    case = Case((x, valid, weight, bias), label=label)
+    case = Case((x, token_mask, weight, bias), label=label)
     if grad:
         case.wrt, case.upstream = (0, 2, 3), randn(g, b, n, d, dtype=dtype)
     return case
@@ -399,7 +399,7 @@ def _bn_checks():
 MASKED_BATCH_NORM = Exercise(
     "masked_batch_norm", "function",
     "Training-mode batch normalisation of a padded batch, statistics over the real tokens.",
-    _bn_checks(), signature="masked_batch_norm(x, valid, weight, bias, eps=1e-05)",
+    _bn_checks(), signature="masked_batch_norm(x, token_mask, weight, bias, eps=1e-05)",
     reference=_bn_ref, mistakes=BN_MISTAKES, forbid=BN_FORBID)
 
 
