@@ -50,6 +50,24 @@ def check_int(name: str, value, minimum: int = 1) -> None:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
+def check_scale(scale) -> None:
+    """Raise ``TypeError`` unless ``scale`` (the factor multiplying q.k) is a number or None."""
+    if scale is not None and (not isinstance(scale, (int, float)) or isinstance(scale, bool)):
+        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
+
+
+def check_float(name: str, value, *, minimum: float = 0.0,
+                maximum: Optional[float] = None) -> None:
+    """Raise ``ValueError`` unless ``value`` is a real number in [minimum, maximum).
+
+    The one check for epsilons (``minimum=0``), probabilities (``maximum=1``) and decays.
+    """
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+    if not ok or not (value >= minimum and (maximum is None or value < maximum)):
+        want = f">= {minimum:g}" if maximum is None else f"in [{minimum:g}, {maximum:g})"
+        raise ValueError(f"{name} must be a float {want}, got {value!r}")
+
+
 def broadcastable(shape: Sequence[int], target: Sequence[int]) -> bool:
     """True when a tensor of ``shape`` broadcasts to ``target`` without growing it."""
     if len(shape) > len(target):

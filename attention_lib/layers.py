@@ -143,7 +143,7 @@ class MultiHeadAttention(nn.Module):
 
     query: (B, Nq, E)   key: (B, Nk, kdim)   value: (B, Nk, vdim)   (key, value default to query)
     attn_mask: bool broadcastable to (B, H, Nq, Nk), True = may attend; for a per-example key
-    mask use ``masks.key_padding_mask(lengths)`` of shape (B, 1, 1, Nk).
+    mask use ``masks.key_mask(lengths)`` of shape (B, 1, 1, Nk).
     Returns (B, Nq, E), or ``(out, weights)`` with per-head weights (B, H, Nq, Nk).
     """
 

@@ -24,7 +24,7 @@ encoder-decoder translation model that plugs into the Part I training and decodi
 
 Layout: modules take ``(B, N, d_model)``; attention weights come back per head,
 ``(B, H, Nq, Nk)``. Masks are bool, True = may attend, broadcastable to ``(B, H, Nq, Nk)``;
-a key-padding mask is ``key_padding_mask(lengths)`` of shape ``(B, 1, 1, Nk)``. Note the
+a key-padding mask is ``key_mask(lengths)`` of shape ``(B, 1, 1, Nk)``. Note the
 polarity: torch's ``src_key_padding_mask`` is True where a key must be *ignored*.
 The attention itself is :class:`attention_lib.layers.MultiHeadAttention`; nothing here
 re-implements it.
@@ -41,7 +41,7 @@ from torch.nn import functional as F
 from ._validate import check_mask, check_tensor, shape_str
 from .layers import MultiHeadAttention
 from .position import PositionalEncoding
-from .masks import causal_mask, key_padding_mask, padding_mask
+from .masks import causal_mask, key_mask, padding_mask
 from .seq2seq import Seq2Seq, _check_batch
 
 Tensor = torch.Tensor
@@ -449,7 +449,7 @@ class _SourceEncoder(nn.Module):
     def forward(self, src: Tensor, src_len: Tensor, *, return_weights: bool = False):
         _check_batch(src, src_len)
         x = self.pos(self.embedding(src) * self.scale)  # (B, Ns, d_model)
-        res = self.encoder(x, mask=key_padding_mask(src_len, src.shape[1]),
+        res = self.encoder(x, mask=key_mask(src_len, src.shape[1]),
                            return_weights=return_weights)
         return (res[0], None, res[1]) if return_weights else (res, None)
 

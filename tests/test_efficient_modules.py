@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from attention_lib.efficient import FlashAttention, LinearAttention, SlidingWindowAttention
-from attention_lib.efficient.sparse import sliding_window_mask
+from attention_lib.masks import sliding_window_mask
 from attention_lib.layers import MultiHeadAttention
 from helpers import assert_rejected, randn
 from tolerances import assert_close

@@ -79,7 +79,7 @@ def test_mha_matches_torch(dtype, e, h, bias, mask, gen):
         kw = dict(attn_mask=~ours_mask.reshape(b * h, nq, nk))
     elif mask == "key_padding":
         lengths = torch.tensor([nk, 3])
-        ours_mask = M.key_padding_mask(lengths, nk)
+        ours_mask = M.key_mask(lengths, nk)
         kw = dict(key_padding_mask=torch.arange(nk) >= lengths[:, None])
     elif mask == "causal":
         kw = dict(attn_mask=~torch.ones(nq, nq, dtype=torch.bool).tril(), is_causal=True)
@@ -163,7 +163,7 @@ def test_mha_on_device(device, gen):
     ref = _torch_mha(8, 2, gen, torch.float32).to(device)
     ours = mha_from_torch(ref).to(device)
     x = randn(2, 3, 8, gen=gen, dtype=torch.float32, device=device)
-    mask = M.key_padding_mask(torch.tensor([3, 2], device=device))
+    mask = M.key_mask(torch.tensor([3, 2], device=device))
     expected, _ = ref(x, x, x, key_padding_mask=~mask[:, 0, 0])
     assert_close(ours(x, attn_mask=mask), expected)
 

@@ -144,7 +144,7 @@ def test_padding_is_ignored(gen):
     """A padded batch gives, on its real positions, what each sequence gives alone."""
     lengths = torch.tensor([7, 4])
     q, k, v = randn(2, 2, 7, 4, gen=gen), randn(2, 2, 7, 4, gen=gen), randn(2, 2, 7, 3, gen=gen)
-    keep = M.key_padding_mask(lengths, 7)  # (B, 1, 1, Nk)
+    keep = M.key_mask(lengths, 7)  # (B, 1, 1, Nk)
     for causal in (False, True):
         out = L.linear_attention(q, k, v, keep, is_causal=causal)
         alone = L.linear_attention(q[1:, :, :4], k[1:, :, :4], v[1:, :, :4], is_causal=causal)
@@ -316,7 +316,7 @@ def test_module_equals_functional_and_masks(gen):
     torch.manual_seed(0)
     mod = L.LinearAttention(12, 3).double()
     x = randn(2, 7, 12, gen=gen)
-    keep = M.key_padding_mask(torch.tensor([7, 5]), 7)
+    keep = M.key_mask(torch.tensor([7, 5]), 7)
     from attention_lib.layers import merge_heads, split_heads
     q, k, v = (split_heads(p(x), 3) for p in (mod.q_proj, mod.k_proj, mod.v_proj))
     for causal in (False, True):
@@ -351,12 +351,13 @@ CASES = {
     "not a tensor": (lambda: L.linear_attention([1.0], K, V), TypeError,
                      r"query must be a torch.Tensor"),
     "float mask": (lambda: L.linear_attention(Q, K, V, f(2, 1, 1, 6)), TypeError,
-                   r"key_padding_mask must have dtype torch.bool"),
+                   r"attn_mask must have dtype torch.bool"),
     "mask per query": (lambda: L.linear_attention(Q, K, V, b(2, 1, 4, 6)),
-                       ValueError, r"key_padding_mask with shape \(2, 1, 4, 6\) does not broadcast"
-                                   r" to .*\(B, H, 1, Nk\) = \(2, 3, 1, 6\)"),
+                       ValueError, r"attn_mask must hide whole keys, shape \(B, H, 1, Nk\) = "
+                                   r"\(2, 3, 1, 6\) or broadcastable, got \(2, 1, 4, 6\).*"
+                                   r"use is_causal=True for the causal mask, or an exact family"),
     "mask wrong length": (lambda: L.linear_attention(Q, K, V, b(2, 1, 1, 5)),
-                          ValueError, r"key_padding_mask with shape \(2, 1, 1, 5\)"),
+                          ValueError, r"attn_mask with shape \(2, 1, 1, 5\) does not broadcast"),
     "causal Nq != Nk": (lambda: L.linear_attention(Q, K, V, is_causal=True), ValueError,
                         r"is_causal needs as many queries as keys.*\(2, 3, 4, 8\).*\(2, 3, 6, 8\)"),
     "unknown feature map": (lambda: L.linear_attention(Q, K, V, feature_map="softmax"),

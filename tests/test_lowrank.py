@@ -329,10 +329,10 @@ def test_bad_inputs_name_the_argument():
         "not a tensor": (lambda: LR.linformer_attention(q, k, v, [[1.0]]), TypeError,
                          r"E must be a torch.Tensor"),
         "mask dtype": (lambda: LR.linformer_attention(q, k, v, E, None, torch.ones(6)),
-                       TypeError, r"key_padding_mask must have dtype torch.bool"),
+                       TypeError, r"attn_mask must have dtype torch.bool"),
         "mask shape": (lambda: LR.linformer_attention(
             q, k, v, E, None, torch.ones(2, 1, 6, 6, dtype=torch.bool)), ValueError,
-            r"key_padding_mask with shape \(2, 1, 6, 6\) does not broadcast"),
+            r"attn_mask must hide whole keys, shape \(B, H, 1, Nk\) = .* got \(2, 1, 6, 6\)"),
         "query rank": (lambda: LR.linformer_attention(q[0], k, v, E), ValueError,
                        r"query must be 4-D"),
         "scale": (lambda: LR.linformer_attention(q, k, v, E, scale="1"), TypeError, "scale"),

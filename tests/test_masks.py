@@ -32,8 +32,8 @@ def test_padding_mask_vs_loop(lengths, extra, int_dtype):
 
 
 @pytest.mark.parametrize("lengths", LENGTHS, ids=str)
-def test_key_padding_mask_shape_and_values(lengths):
-    kpm = M.key_padding_mask(torch.tensor(lengths), max(lengths) + 1)
+def test_key_mask_shape_and_values(lengths):
+    kpm = M.key_mask(torch.tensor(lengths), max(lengths) + 1)
     assert kpm.shape == (len(lengths), 1, 1, max(lengths) + 1)
     for b, L in enumerate(lengths):
         assert kpm[b, 0, 0].tolist() == [j < L for j in range(max(lengths) + 1)]
@@ -41,12 +41,12 @@ def test_key_padding_mask_shape_and_values(lengths):
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("fn", [AF.reference_attention, AF.attention])
-def test_key_padding_mask_equals_truncating_the_keys(dtype, fn, gen):
+def test_key_mask_equals_truncating_the_keys(dtype, fn, gen):
     """Hiding keys >= L is the same as computing attention on the first L keys alone."""
     lengths = [3, 6, 1]
     b, h, nq, nk, d = 3, 2, 4, 6, 5
     q, k, v = (randn(b, h, n, d, gen=gen, dtype=dtype) for n in (nq, nk, nk))
-    out = fn(q, k, v, M.key_padding_mask(torch.tensor(lengths), nk))
+    out = fn(q, k, v, M.key_mask(torch.tensor(lengths), nk))
     for i, L in enumerate(lengths):
         alone = F.scaled_dot_product_attention(q[i:i + 1], k[i:i + 1, :, :L], v[i:i + 1, :, :L])
         assert_close(out[i:i + 1], alone)
@@ -56,7 +56,7 @@ def test_key_padding_mask_equals_truncating_the_keys(dtype, fn, gen):
 def test_masks_follow_lengths_device(device):
     lengths = torch.tensor([2, 3], device=device)
     assert M.padding_mask(lengths).device == lengths.device
-    assert M.key_padding_mask(lengths).device == lengths.device
+    assert M.key_mask(lengths).device == lengths.device
     assert M.causal_mask(3, device=device).device.type == device
 
 

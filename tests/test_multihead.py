@@ -105,7 +105,7 @@ def test_gqa_equals_torch_multihead_attention(dtype, gen):
     lengths = torch.tensor([7, 4])
     with torch.no_grad():
         expected, _ = ref(x, x, x, key_padding_mask=~M.padding_mask(lengths))
-        assert_close(gqa(x, attn_mask=M.key_padding_mask(lengths)), expected)
+        assert_close(gqa(x, attn_mask=M.key_mask(lengths)), expected)
 
 
 # --------------------------------------------------------------------------- GQA vs reference
@@ -184,7 +184,7 @@ def test_loop_equals_batched(dtype, h, hkv, mask, gen):
 def test_loop_equals_multi_head_attention_module(gen):
     m = randomize_(MultiHeadAttention(12, 4, kdim=5, vdim=3), gen).double().eval()
     q, k, v = randn(2, 4, 12, gen=gen), randn(2, 6, 5, gen=gen), randn(2, 6, 3, gen=gen)
-    mask = M.key_padding_mask(torch.tensor([6, 2]))
+    mask = M.key_mask(torch.tensor([6, 2]))
     with torch.no_grad():
         assert_close(multi_head_attention_loop(m, q, k, v, mask), m(q, k, v, mask))
 
@@ -240,7 +240,7 @@ def test_decoding_with_a_padding_mask(gen):
     """A key mask over the whole (past + new) sequence works while decoding too."""
     m = _gqa(8, 2, 2, gen)
     x = randn(2, 6, 8, gen=gen)
-    keep = M.key_padding_mask(torch.tensor([6, 4]))  # (B, 1, 1, 6)
+    keep = M.key_mask(torch.tensor([6, 4]))  # (B, 1, 1, 6)
     with torch.no_grad():
         full = m(x, attn_mask=keep, is_causal=True)
         out1, cache = m(x[:, :3], attn_mask=keep[..., :3], is_causal=True, use_cache=True)

@@ -210,7 +210,7 @@ def test_mha_batch_independence(b, nq, nk, heads, dh, seed):
     x = torch.randn(b, nq, e, generator=gen, dtype=torch.float64)
     kv = torch.randn(b, nk, e, generator=gen, dtype=torch.float64)
     lengths = torch.randint(1, nk + 1, (b,), generator=gen)
-    mask = M.key_padding_mask(lengths, nk)
+    mask = M.key_mask(lengths, nk)
     with torch.no_grad():
         out = mha(x, kv, kv, mask)
         for i in range(b):
@@ -238,7 +238,7 @@ def test_broadcast_mask_equals_expanded_mask(fn, c):
 def test_key_padding_equals_truncating_keys(c, data):
     b, nk = c.q.shape[0], c.k.shape[2]
     lengths = data.draw(st.lists(st.integers(1, nk), min_size=b, max_size=b))
-    out = AF.reference_attention(c.q, c.k, c.v, M.key_padding_mask(torch.tensor(lengths), nk))
+    out = AF.reference_attention(c.q, c.k, c.v, M.key_mask(torch.tensor(lengths), nk))
     for i, n in enumerate(lengths):
         alone = AF.reference_attention(c.q[i:i + 1], c.k[i:i + 1, :, :n], c.v[i:i + 1, :, :n])
         assert_close(out[i:i + 1], alone)

@@ -372,7 +372,7 @@ def test_module_padding_and_redraw(gen):
     torch.manual_seed(0)
     mod = R.PerformerAttention(16, 4, 32, generator=torch.Generator().manual_seed(1)).double()
     x = randn(2, 9, 16, gen=gen)
-    keep = M.key_padding_mask(torch.tensor([9, 5]), 9)
+    keep = M.key_mask(torch.tensor([9, 5]), 9)
     out = mod(x, key_padding_mask=keep)
     assert_close(out[1:, :5], mod(x[1:, :5]))  # padded keys contribute nothing
     before = mod.projection.clone()
@@ -446,7 +446,8 @@ CASES = {
     "mse m": (lambda: R.softmax_kernel_mse(f(3), f(3), 0), ValueError,
               r"num_features must be an int >= 1"),
     "mask": (lambda: R.performer_attention(Q, K, V, P, torch.ones(2, 1, 4, 6, dtype=torch.bool)),
-             ValueError, r"key_padding_mask with shape \(2, 1, 4, 6\) does not broadcast"),
+             ValueError, r"attn_mask must hide whole keys, shape \(B, H, 1, Nk\) = .* got "
+                         r"\(2, 1, 4, 6\)"),
     "module feature": (lambda: R.RandomFeatureAttention(8, 2, feature="exp"), ValueError,
                        r"feature must be one of"),
     "gated performer": (lambda: R.RandomFeatureAttention(8, 2, feature="positive", gated=True),

@@ -63,7 +63,7 @@ def _torch_layer(cls, gen, **kw):
 
 def _lengths_mask(lengths, n):
     """(ours: (B, 1, 1, N) True = real, torch: (B, N) True = padding)."""
-    ours = M.key_padding_mask(torch.tensor(lengths), n)
+    ours = M.key_mask(torch.tensor(lengths), n)
     return ours, ~ours[:, 0, 0]
 
 
@@ -285,7 +285,7 @@ def test_plain_batch_norm_sees_the_padding_and_layer_norm_does_not(gen):
     padded = torch.cat([x, torch.zeros(1, 6, D, dtype=x.dtype)], dim=1)  # 6 pad positions
     for norm, changes in (("batch", True), ("layer", False)):
         layer = randomize_(TransformerEncoderLayer(D, H, F, norm=norm).double(), gen).train()
-        mask = M.key_padding_mask(torch.tensor([6]), 12)
+        mask = M.key_mask(torch.tensor([6]), 12)
         diff = (layer(padded, mask=mask)[:, :6] - layer(x)).abs().max()
         assert (diff > 1e-3) if changes else (diff < 1e-10), (norm, diff)
     # with valid=, batch norm ignores the padding

@@ -9,7 +9,7 @@ import torch
 
 from attention_lib import reference_attention
 from attention_lib.efficient import zoo
-from attention_lib.efficient.sparse import sliding_window_mask
+from attention_lib.masks import sliding_window_mask
 from helpers import assert_rejected, randn
 from tolerances import assert_close
 

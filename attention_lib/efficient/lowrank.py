@@ -33,13 +33,14 @@ every position, so query i would see keys j > i: there is no causal mask to appl
 at most the N the projections were made for; a shorter sequence uses the first Nk columns
 (the same as padding the keys with zeros to length N).
 
-**Key padding.** A ``key_padding_mask`` (True = real key) zeroes the padded keys and values
+**Key padding.** An ``attn_mask`` that hides whole keys (True = real key, broadcastable to
+(B, H, 1, Nk), e.g. :func:`attention_lib.masks.key_mask`) zeroes the padded keys and values
 *before* the projection, so that only valid keys are mixed into the k projected ones. This
 is what the padded positions of the zero-padded sequence would give; it is not the same as
 attention over the valid keys alone (the projection still has k rows, and a row whose
 positions are all padding contributes a zero key, i.e. a score of 0, with a zero value).
-A general (Nq, Nk) mask cannot be applied after the keys are mixed, so there is none. A
-sequence whose keys are all padding gives zeros.
+A mask that depends on the query cannot be applied after the keys are mixed: it raises a
+``ValueError``. A sequence whose keys are all padding gives zeros.
 
 Layout (B, H, N, D) as everywhere. References: Wang, Li, Khabsa, Fang and Ma (2020),
 "Linformer: Self-attention with linear complexity"; Eckart and Young (1936); Roy and
@@ -54,8 +55,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .._validate import check_mask, check_qkv, check_tensor, shape_str
+from .._validate import check_int, check_qkv, check_scale, check_tensor, shape_str
 from ..layers import merge_heads, split_heads
+from ..masks import per_key_mask
 
 Tensor = torch.Tensor
 
@@ -74,11 +76,6 @@ LINFORMER_SHARING = ("none", "headwise", "key-value", "layerwise")
 
 
 # --------------------------------------------------------------------------- helpers
-def _check_int(name: str, v, minimum: int = 1) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
-
-
 def _work(t: Tensor) -> Tensor:
     """Half precision is computed in float32 (SVD and softmax)."""
     return t.float() if t.dtype in _HALF else t
@@ -155,7 +152,7 @@ def best_rank_k(weights: Tensor, k: int) -> Tensor:
     No rank-k matrix is closer to ``weights`` in Frobenius (or spectral) norm.
     """
     _check_matrices("weights", weights)
-    _check_int("k", k, 0)
+    check_int("k", k, 0)
     u, s, vh = torch.linalg.svd(_work(weights), full_matrices=False)
     r = min(k, s.shape[-1])
     out = (u[..., :, :r] * s[..., None, :r]) @ vh[..., :r, :]  # (..., Nq, Nk)
@@ -168,7 +165,7 @@ def best_rank_k_error(weights: Tensor, k: int) -> Tensor:
     weights: (..., Nq, Nk).  Returns (...). A lower bound for the relative error
     ``||P - A||_F / ||P||_F`` of any A of rank <= k, e.g. Linformer's ``P_bar F``.
     """
-    _check_int("k", k, 0)
+    check_int("k", k, 0)
     s2 = attention_spectrum(weights).double().square()  # (..., R)
     total = s2.sum(-1)
     tail = s2[..., k:].sum(-1)
@@ -191,10 +188,10 @@ def linformer_projection(k: int, seq_len: int, *, kind: str = "gaussian",
     Randomness only from ``generator``; drawn on the CPU, so the matrix is the same on every
     device.
     """
-    _check_int("k", k)
-    _check_int("seq_len", seq_len)
+    check_int("k", k)
+    check_int("seq_len", seq_len)
     if num_heads is not None:
-        _check_int("num_heads", num_heads)
+        check_int("num_heads", num_heads)
     shape = (k, seq_len) if num_heads is None else (num_heads, k, seq_len)
     if kind == "gaussian":
         r = torch.randn(shape, generator=generator, dtype=torch.float64)
@@ -213,8 +210,8 @@ def pooling_projection(k: int, seq_len: int, *, dtype: torch.dtype = torch.float
     projected key is the mean key of a segment (the "pooling" projection of Wang et al.,
     2020, section 4). With k = N it is the identity.
     """
-    _check_int("k", k)
-    _check_int("seq_len", seq_len)
+    check_int("k", k)
+    check_int("seq_len", seq_len)
     if k > seq_len:
         raise ValueError(f"pooling needs k <= seq_len, got k={k} and seq_len={seq_len}")
     bounds = [r * seq_len // k for r in range(k + 1)]
@@ -242,7 +239,7 @@ def _check_projection(name: str, proj: Tensor, key: Tensor, heads: int) -> None:
                          f"have H={heads}")
 
 
-def _linformer_parts(query, key, value, E, F, key_padding_mask, is_causal, scale):
+def _linformer_parts(query, key, value, E, F, attn_mask, is_causal, scale):
     """Validated inputs -> (q, projected keys (B, H, k, D), projected values (B, H, k, Dv),
     scale), in the working dtype."""
     if is_causal:
@@ -257,23 +254,14 @@ def _linformer_parts(query, key, value, E, F, key_padding_mask, is_causal, scale
     if E.shape[-2] != F.shape[-2]:
         raise ValueError(f"E and F must project to the same k (axis -2): E {shape_str(E)} vs "
                          f"F {shape_str(F)}")
-    if scale is not None and (not isinstance(scale, (int, float)) or isinstance(scale, bool)):
-        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
+    check_scale(scale)
+    keep = per_key_mask(attn_mask, query, key)  # (B, H, Nk) or None
     nk = key.shape[-2]
-    if key_padding_mask is not None:
-        b = torch.broadcast_shapes(query.shape[:2], key.shape[:2])
-        check_mask("key_padding_mask", key_padding_mask, tuple(b) + (1, nk),
-                   layout="(B, H, 1, Nk)")
-        if key_padding_mask.device != key.device:
-            raise ValueError(f"key_padding_mask is on {key_padding_mask.device} but key is on "
-                             f"{key.device}")
     s = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
     q, k, v = _work(query), _work(key), _work(value)
     E, F = _work(E)[..., :nk], _work(F)[..., :nk]  # (k, Nk) or (H, k, Nk): shorter = zero-padded
-    if key_padding_mask is not None:
-        m = key_padding_mask.reshape((1,) * (4 - key_padding_mask.dim())
-                                     + tuple(key_padding_mask.shape))  # (B, H, 1, Nk)
-        keep = m.transpose(-2, -1)  # (B, H, Nk, 1)
+    if keep is not None:
+        keep = keep[..., None]  # (B, H, Nk, 1)
         zero = torch.zeros((), dtype=k.dtype, device=k.device)
         k = torch.where(keep, k, zero)  # padded keys and values mix nothing into the projection
         v = torch.where(keep, v, zero)
@@ -288,15 +276,16 @@ def _linformer_parts(query, key, value, E, F, key_padding_mask, is_causal, scale
 
 def linformer_attention(query: Tensor, key: Tensor, value: Tensor, E: Tensor,
                         F: Optional[Tensor] = None,
-                        key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False,
+                        attn_mask: Optional[Tensor] = None, *, is_causal: bool = False,
                         scale: Optional[float] = None, return_weights: bool = False):
     """Linformer attention: keys and values projected to k positions (Wang et al., 2020, eq. 7).
 
     query: (B, H, Nq, D)   key: (B, H, Nk, D)   value: (B, H, Nk, Dv)
     E, F: (k, N) or per head (H, k, N), with N >= Nk (a shorter sequence uses the first Nk
         columns); ``F=None`` shares E for keys and values (the paper's key-value sharing).
-    key_padding_mask: bool broadcastable to (B, H, 1, Nk), True = real key. Padded keys and
-        values are set to zero *before* the projection (see the module docstring).
+    attn_mask: bool broadcastable to (B, H, 1, Nk), True = real key (whole keys only: a mask
+        that depends on the query raises ``ValueError``). Padded keys and values are set to
+        zero *before* the projection (see the module docstring).
     is_causal: must be False; Linformer mixes positions and cannot be causal (ValueError).
     scale: multiplies the scores, default 1/sqrt(D).
 
@@ -307,8 +296,8 @@ def linformer_attention(query: Tensor, key: Tensor, value: Tensor, E: Tensor,
     Equivalent code: ``softmax(q @ (E @ key).mT * scale) @ (F @ value)``. With k = N and
     E = F = the identity it equals :func:`attention_lib.functional.reference_attention`.
     """
-    q, k_proj, v_proj, s = _linformer_parts(query, key, value, E, F, key_padding_mask,
-                                               is_causal, scale)
+    q, k_proj, v_proj, s = _linformer_parts(query, key, value, E, F, attn_mask, is_causal,
+                                            scale)
     weights = torch.softmax((q @ k_proj.transpose(-2, -1)) * s, dim=-1)  # (B, H, Nq, k)
     out = (weights @ v_proj).to(value.dtype)  # (B, H, Nq, Dv)
     if return_weights:
@@ -317,11 +306,11 @@ def linformer_attention(query: Tensor, key: Tensor, value: Tensor, E: Tensor,
 
 
 def linformer_weights(query: Tensor, key: Tensor, E: Tensor, F: Optional[Tensor] = None,
-                      key_padding_mask: Optional[Tensor] = None, *,
+                      attn_mask: Optional[Tensor] = None, *,
                       scale: Optional[float] = None) -> Tensor:
     """Linformer's implicit attention matrix ``P_bar F``, of rank <= k. For pictures and tests.
 
-    query: (B, H, Nq, D)   key: (B, H, Nk, D)   E, F, key_padding_mask: as in
+    query: (B, H, Nq, D)   key: (B, H, Nk, D)   E, F, attn_mask: as in
     :func:`linformer_attention`.  Returns (B, H, Nq, Nk) such that
     ``linformer_attention(query, key, value, E, F) == linformer_weights(...) @ value`` (padded
     keys get weight 0). This builds the (Nq, Nk) matrix that Linformer avoids: compare it with
@@ -331,7 +320,7 @@ def linformer_weights(query: Tensor, key: Tensor, E: Tensor, F: Optional[Tensor]
     # the implicit matrix is what the projection does to an identity "value" per key
     eye = torch.eye(key.shape[-2], dtype=key.dtype, device=key.device)
     eye = eye.expand(*key.shape[:2], -1, -1)  # (B, H, Nk, Nk)
-    return linformer_attention(query, key, eye, E, F, key_padding_mask, scale=scale)
+    return linformer_attention(query, key, eye, E, F, attn_mask, scale=scale)
 
 
 # --------------------------------------------------------------------------- module
@@ -362,7 +351,7 @@ class LinformerAttention(nn.Module):
         super().__init__()
         for name, v in (("d_model", d_model), ("num_heads", num_heads), ("seq_len", seq_len),
                         ("k", k)):
-            _check_int(name, v)
+            check_int(name, v)
         if d_model % num_heads:
             raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}")
         if sharing not in LINFORMER_SHARING:

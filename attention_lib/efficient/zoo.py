@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validate import check_qkv
+from ..masks import causal_mask, sliding_window_mask
 from .clustered import kmeans, lsh_attention, random_rotations, routing_attention
 from .flash import flash_attention
 from .linear import linear_attention
@@ -43,7 +44,7 @@ from .lowrank import linformer_attention, linformer_projection
 from .memory import peak_memory
 from .random_features import performer_attention, random_projection, rfa_attention
 from .sinkhorn import block_summaries, sinkhorn_attention, soft_permutation
-from .sparse import sliding_window_attention, sliding_window_mask
+from .sparse import sliding_window_attention
 
 Tensor = torch.Tensor
 AttentionFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -89,9 +90,7 @@ def _naive(q: Tensor, k: Tensor, v: Tensor, is_causal: bool) -> Tensor:
     """softmax(Q K^T / sqrt(D)) V written out: the (B, H, N, N) matrix in memory."""
     s = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, N, N)
     if is_causal:
-        n = q.shape[-2]
-        s = s.masked_fill(~torch.ones(n, n, dtype=torch.bool, device=q.device).tril(),
-                          float("-inf"))
+        s = s.masked_fill(~causal_mask(q.shape[-2], device=q.device), float("-inf"))
     return torch.softmax(s, dim=-1) @ v
 
 
