@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import check_tensor, shape_str
+from ._validate import check_int, check_tensor, shape_str
 from .seq2seq import BahdanauDecoder, PlainDecoder
 from .train import masked_cross_entropy
 from .transformer import TransformerEncoder
@@ -47,11 +47,6 @@ __all__ = [
     "SceneClassifier", "PatchEmbedding", "TinyViT", "cls_attention", "train_captioner",
     "train_classifier", "load_captioner", "show_scenes", "show_attention_on_image",
 ]
-
-
-def _check_int(name: str, v, minimum: int) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
 
 
 def _check_images(name: str, x, channels: Optional[int] = None) -> None:
@@ -72,8 +67,8 @@ class SqueezeExcitation(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 4):
         super().__init__()
-        _check_int("channels", channels, 1)
-        _check_int("reduction", reduction, 1)
+        check_int("channels", channels, 1)
+        check_int("reduction", reduction, 1)
         self.channels = channels
         hidden = max(1, channels // reduction)
         self.fc1 = nn.Linear(channels, hidden)
@@ -96,8 +91,8 @@ class ChannelAttention(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 4):
         super().__init__()
-        _check_int("channels", channels, 1)
-        _check_int("reduction", reduction, 1)
+        check_int("channels", channels, 1)
+        check_int("reduction", reduction, 1)
         self.channels = channels
         hidden = max(1, channels // reduction)
         self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(),
@@ -117,7 +112,7 @@ class SpatialAttention(nn.Module):
 
     def __init__(self, kernel_size: int = 7):
         super().__init__()
-        _check_int("kernel_size", kernel_size, 1)
+        check_int("kernel_size", kernel_size, 1)
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (to keep H and W), got {kernel_size}")
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
@@ -178,8 +173,8 @@ class GridEncoder(nn.Module):
     def __init__(self, in_channels: int = 3, channels: int = 64, *, coords: bool = True,
                  attention: Optional[str] = None):
         super().__init__()
-        _check_int("in_channels", in_channels, 1)
-        _check_int("channels", channels, 4)
+        check_int("in_channels", in_channels, 1)
+        check_int("channels", channels, 4)
         self.in_channels, self.channels, self.coords = in_channels, channels, coords
         quarter, half = max(4, channels // 4), channels // 2
         c0 = in_channels + (2 if coords else 0)
@@ -230,7 +225,7 @@ class SceneClassifier(nn.Module):
     def __init__(self, num_classes: int, *, channels: int = 32, attention: Optional[str] = None,
                  coords: bool = False):
         super().__init__()
-        _check_int("num_classes", num_classes, 1)
+        check_int("num_classes", num_classes, 1)
         self.encoder = GridEncoder(3, channels, coords=coords, attention=attention)
         self.head = nn.Linear(channels, num_classes)
 
@@ -250,7 +245,7 @@ class _Captioner(nn.Module):
                  hidden_size: int = 64, coords: bool = True, attention: Optional[str] = None,
                  dropout: float = 0.0, pad_id: int = 0):
         super().__init__()
-        _check_int("vocab_size", vocab_size, 5)
+        check_int("vocab_size", vocab_size, 5)
         self.encoder = GridEncoder(3, channels, coords=coords, attention=attention)
         self.decoder = self.decoder_cls(vocab_size, embed_dim, hidden_size, channels,
                                         dropout=dropout, pad_id=pad_id)
@@ -405,7 +400,7 @@ class PatchEmbedding(nn.Module):
         super().__init__()
         for name, v in (("image_size", image_size), ("patch_size", patch_size),
                         ("d_model", d_model), ("in_channels", in_channels)):
-            _check_int(name, v, 1)
+            check_int(name, v, 1)
         if image_size % patch_size:
             raise ValueError(f"image_size={image_size} must be a multiple of "
                              f"patch_size={patch_size}")
@@ -436,7 +431,7 @@ class TinyViT(nn.Module):
                  dim_feedforward: int = 64, dropout: float = 0.0, norm_first: bool = True,
                  in_channels: int = 3):
         super().__init__()
-        _check_int("num_classes", num_classes, 1)
+        check_int("num_classes", num_classes, 1)
         self.patches = PatchEmbedding(image_size, patch_size, d_model, in_channels)
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model))
         self.encoder = TransformerEncoder(num_layers, d_model, num_heads, dim_feedforward,

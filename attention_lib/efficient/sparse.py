@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validate import check_int, check_qkv, check_scale, check_tensor, shape_str
+from ..functional import masked_softmax
 from ..masks import (MaskMod, _global_positions, _with_causal, bigbird_layout, causal_mod,
                      sliding_window_mod)
 from ._modules import ProjectedAttention
@@ -127,7 +128,7 @@ def _gathered(q: Tensor, k: Tensor, v: Tensor, kv_blocks: Tensor, block_size: in
             keep = torch.cat([keep.expand(*shape, rows, keep.shape[-1]),
                               keep_x.expand(*shape, rows, keep_x.shape[-1])], dim=-1)
         s = s.masked_fill_(~keep, float("-inf"))
-        w = torch.softmax(s, dim=-1)
+        w = torch.softmax(s, dim=-1)  # fused: faster here than masked_softmax's safe max
         row_ok = keep.any(-1, keepdim=True)
         if not bool(row_ok.all()):  # a row with nothing to attend to: zeros, not NaN
             w = w.masked_fill_(~row_ok, 0.0)
@@ -151,10 +152,7 @@ def _dense_rows(q: Tensor, k: Tensor, v: Tensor, rows: Tensor, keep: Optional[Te
     rows: (G,) positions; keep: (G, N) bool or None. Returns (..., G, Dv); memory O(G N).
     """
     s = (q[..., rows, :] @ k.transpose(-2, -1)) * scale  # (..., G, N)
-    if keep is None:
-        return torch.softmax(s, -1) @ v
-    w = torch.softmax(s.masked_fill(~keep, float("-inf")), -1)
-    return w.masked_fill(~keep.any(-1, keepdim=True), 0.0) @ v  # (..., G, Dv)
+    return masked_softmax(s, keep) @ v  # (..., G, Dv)
 
 
 def _prepare(query, key, value, scale):
