@@ -196,3 +196,25 @@ def test_from_valid_lens_zero_length_gives_zeros_where_d2l_gives_uniform(d2l, ge
     assert (ours[0] == 0).all()
     assert_close(theirs[0], torch.full((3, 4), 0.25))
     assert_close(ours[1], theirs[1])
+
+
+# --------------------------------------------------------------------------- offsets, keys
+@pytest.mark.parametrize("nq,nk", [(1, 5), (3, 7), (4, 4)])
+def test_causal_mask_offset_is_the_kv_cache_rows(nq, nk):
+    """New queries after a cache of nk - nq positions: the last nq rows of the square mask."""
+    assert torch.equal(M.causal_mask(nq, nk, offset=nk - nq), M.causal_mask(nk)[nk - nq:])
+    expected = torch.tensor([[j <= i - 1 for j in range(nk)] for i in range(nq)])
+    assert torch.equal(M.causal_mask(nq, nk, offset=-1), expected)
+    assert torch.equal(M.causal_mask(nq, nk), M.create_mask(M.causal_mod, nq, nk))
+
+
+def test_per_key_mask_accepts_key_masks_and_refuses_query_masks():
+    q, k = torch.zeros(2, 3, 4, 8), torch.zeros(2, 3, 6, 8)
+    km = M.key_mask(torch.tensor([6, 2]))  # (B, 1, 1, Nk)
+    assert torch.equal(M.per_key_mask(km, q, k), km[:, :, 0])  # (B, 1, Nk)
+    assert M.per_key_mask(None, q, k) is None
+    assert M.per_key_mask(torch.ones(6, dtype=torch.bool), q, k).shape == (1, 1, 6)
+    with pytest.raises(ValueError, match=r"attn_mask must hide whole keys, shape \(B, H, 1, "
+                                         r"Nk\) = \(2, 3, 1, 6\) or broadcastable, got "
+                                         r"\(4, 6\).*is_causal=True.*exact family"):
+        M.per_key_mask(M.causal_mask(4, 6), q, k)
