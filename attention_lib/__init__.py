@@ -2,9 +2,10 @@
 
 Where things live (the modules follow the book's parts):
 
-* :mod:`~attention_lib.functional` -- scores, ``masked_softmax``, ``reference_attention``,
-  ``attention`` (SDPA signature)                                            (Parts I-II)
-* :mod:`~attention_lib.masks` -- padding / causal masks, combining, converting  (Part II)
+* :mod:`~attention_lib.functional` -- scores, ``masked_softmax`` (with its log-sum-exp),
+  ``merge_by_lse``, ``reference_attention``, ``attention`` (SDPA signature)  (Parts I-II)
+* :mod:`~attention_lib.masks` -- every mask builder and converter: padding / causal masks,
+  combining, converting, and the ``mask_mod`` patterns of the sparse chapter (Parts II-III)
 * :mod:`~attention_lib.layers` -- ``nn.Module`` wrappers: dot-product, additive and
   multi-head attention                                                      (Parts I-II)
 * :mod:`~attention_lib.pooling` -- attention pooling as Nadaraya-Watson kernel regression:

@@ -27,7 +27,7 @@ ASSIGNMENT_NAME = "07_masking"
 _INVERTED_HINT = ("your mask is INVERTED: here True means 'may attend' (the convention of "
                   "torch's scaled_dot_product_attention), so real tokens are True and padding "
                   "is False")
-MASKS_FORBID = ("attention_lib.masks.padding_mask", "attention_lib.masks.key_padding_mask",
+MASKS_FORBID = ("attention_lib.masks.padding_mask", "attention_lib.masks.key_mask",
                 "attention_lib.masks.causal_mask", "attention_lib.masks.combine_masks",
                 "attention_lib.masks.from_valid_lens")
 
