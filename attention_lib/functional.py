@@ -34,6 +34,16 @@ __all__ = [
 ]
 
 
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype softmaxes and sums are computed in: float32 for float16/bfloat16 inputs."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def upcast(t: Tensor) -> Tensor:
+    """``t`` in :func:`work_dtype` (a float32 copy of a half-precision tensor, else ``t``)."""
+    return t.to(work_dtype(t.dtype))
+
+
 def default_scale(head_dim: int) -> float:
     """The 1/sqrt(D) of Vaswani et al. (2017): keeps the scores' variance near 1 when q, k
     have unit-variance entries, so the softmax does not saturate as D grows."""
@@ -59,7 +69,7 @@ def masked_softmax(scores: Tensor, mask: Optional[Tensor] = None, *, dim: int = 
     check_tensor("scores", scores)
     if mask is not None:
         check_mask("mask", mask, scores.shape, layout="of scores")
-    work = scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
+    work = upcast(scores)
     if mask is None and not return_lse:
         return work.softmax(dim).to(scores.dtype)
     if mask is not None:

@@ -42,7 +42,7 @@ from torch import nn
 
 from .._validate import (check_float, check_int, check_qkv, check_scale, check_tensor,
                          shape_str)
-from ..functional import masked_softmax, merge_by_lse
+from ..functional import masked_softmax, merge_by_lse, upcast
 from ..layers import merge_heads, split_heads
 from ..masks import causal_mask
 
@@ -57,14 +57,8 @@ __all__ = [
     "routing_attention", "RoutingAttention",
 ]
 
-_HALF = (torch.float16, torch.bfloat16)
-
 
 # --------------------------------------------------------------------------- helpers
-def _work(x: Tensor) -> Tensor:
-    return x.float() if x.dtype in _HALF else x
-
-
 def _take(x: Tensor, ids: Tensor) -> Tensor:
     """x: (B, H, N, ...), ids: (B, H, ...) long -> x[b, h, ids[b, h, ...]]: (B, H, ..., ...)."""
     b, h = x.shape[:2]
@@ -142,7 +136,7 @@ def lsh_hash(x: Tensor, rotations: Tensor) -> Tensor:
     b, h, n, _ = x.shape
     if rotations.shape[-1] == 0:  # one bucket
         return torch.zeros(b, h, rotations.shape[0], n, dtype=torch.long, device=x.device)
-    proj = torch.einsum("bhnd,rdk->bhrnk", _work(x), rotations.to(_work(x).dtype))
+    proj = torch.einsum("bhnd,rdk->bhrnk", upcast(x), rotations.to(upcast(x).dtype))
     return torch.cat([proj, -proj], dim=-1).argmax(dim=-1)  # (B, H, R, N)
 
 
@@ -248,7 +242,7 @@ def lsh_attention(qk: Tensor, value: Tensor, rotations: Tensor, *, chunk_size: i
                          f"value {shape_str(value)}")
     check_int("chunk_size", chunk_size, 1)
     check_scale(scale)
-    q, v = _work(qk), _work(value)
+    q, v = upcast(qk), upcast(value)
     v = v.to(q.dtype)
     b, h, n, d = q.shape
     s = d ** -0.5 if scale is None else float(scale)
@@ -362,7 +356,7 @@ def _check_centroids(centroids: Tensor, x: Optional[Tensor] = None) -> None:
 
 def _similarity(x: Tensor, centroids: Tensor) -> Tensor:
     """Cosine similarity of every vector to every centroid: (B, H, N, C)."""
-    xn = F.normalize(_work(x), dim=-1)
+    xn = F.normalize(upcast(x), dim=-1)
     mu = F.normalize(centroids.to(xn.dtype), dim=-1)
     if mu.dim() == 3:
         mu = mu.unsqueeze(0)  # (1, H, C, D)
@@ -406,7 +400,7 @@ def kmeans_update(centroids: Tensor, x: Tensor, *, decay: float = 0.0) -> Tensor
     check_tensor("x", x, ndim=4, layout="(B, H, N, D)")
     _check_centroids(centroids, x)
     check_float("decay", decay, maximum=1.0)
-    xn = F.normalize(_work(x), dim=-1)
+    xn = F.normalize(upcast(x), dim=-1)
     c = centroids.shape[-2]
     onehot = F.one_hot(route(x, centroids), c).to(xn.dtype)  # (B, H, N, C)
     if centroids.dim() == 2:
@@ -436,9 +430,9 @@ def kmeans(x: Tensor, num_clusters: int, *, n_iters: int = 10, per_head: bool = 
     pick = torch.randperm(b * n, generator=generator)[:num_clusters].to(x.device)
     flat = x.transpose(0, 1).reshape(h, b * n, d)  # (H, B N, D)
     mu = flat[:, pick] if per_head else flat[0, pick]  # (H, C, D) or (C, D)
-    mu = F.normalize(_work(mu), dim=-1)
+    mu = F.normalize(upcast(mu), dim=-1)
     for _ in range(n_iters):
-        mu = kmeans_update(mu, _work(x))
+        mu = kmeans_update(mu, upcast(x))
     return mu.to(x.dtype)
 
 
@@ -544,7 +538,7 @@ def routing_attention(query: Tensor, key: Tensor, value: Tensor, centroids: Tens
     c = centroids.shape[-2]
     w = math.ceil(n / c) if window is None else window
     check_int("window", w, 1)
-    q, k, v = _work(query), _work(key), _work(value)
+    q, k, v = upcast(query), upcast(key), upcast(value)
     s = d ** -0.5 if scale is None else float(scale)
     qi = routing_topk(q, centroids, w)  # (B, H, C, w)
     ki = routing_topk(k, centroids, w)

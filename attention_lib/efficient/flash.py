@@ -29,7 +29,7 @@ from typing import List, NamedTuple, Optional
 import torch
 
 from .._validate import check_int, check_mask, check_qkv, check_scale, check_tensor, shape_str
-from ..functional import masked_softmax, merge_by_lse
+from ..functional import masked_softmax, merge_by_lse, work_dtype
 from ..masks import causal_mask
 from ._modules import ProjectedAttention
 
@@ -37,8 +37,6 @@ Tensor = torch.Tensor
 
 __all__ = ["FlashAttention", "OnlineSoftmaxState", "online_softmax", "flash_attention",
            "flash_attention_lse", "tile_schedule"]
-
-_HALF = (torch.float16, torch.bfloat16)
 
 
 # --------------------------------------------------------------------------- online softmax
@@ -88,7 +86,7 @@ def online_softmax(scores: Tensor, values: Optional[Tensor] = None, *, block_siz
             raise ValueError(f"values must be (..., N, Dv) with N = scores.shape[-1] = "
                              f"{scores.shape[-1]}, got {shape_str(values)}")
     check_int("block_size", block_size)
-    work = torch.float32 if scores.dtype in _HALF else scores.dtype
+    work = work_dtype(scores.dtype)
     s_all = scores.to(work)
     m = torch.full(scores.shape[:-1], float("-inf"), dtype=work, device=scores.device)
     l = torch.zeros_like(m)
@@ -191,7 +189,7 @@ def _forward(q, k, v, mask4, is_causal, scale, bq, bk):
     and merged into the running (output, lse) by their log-sum-exps: the online softmax of
     :func:`online_softmax`, with the running max and sum folded into the lse.
     """
-    work = torch.float32 if q.dtype in _HALF else q.dtype
+    work = work_dtype(q.dtype)
     nq, nk = q.shape[-2], k.shape[-2]
     out = torch.zeros(*q.shape[:-1], v.shape[-1], dtype=q.dtype, device=q.device)
     lse = torch.full(q.shape[:-1], float("-inf"), dtype=work, device=q.device)
@@ -214,7 +212,7 @@ def _backward(q, k, v, out, lse, dout, mask4, is_causal, scale, bq, bk):
     log-sum-exp; with D_i = sum_d dO_id O_id, the gradients are dV = P^T dO,
     dS = P * (dO V^T - D), dQ = dS K * scale, dK = dS^T Q * scale.
     """
-    work = torch.float32 if q.dtype in _HALF else q.dtype
+    work = work_dtype(q.dtype)
     nq, nk = q.shape[-2], k.shape[-2]
     dq = torch.zeros(q.shape, dtype=work, device=q.device)
     dk = torch.zeros(k.shape, dtype=work, device=q.device)

@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validate import check_float, check_int, check_qkv, check_tensor, shape_str
+from ..functional import work_dtype
 from ..masks import per_key_mask
 from ._modules import ProjectedAttention
 
@@ -71,8 +72,6 @@ __all__ = [
     "linear_attention_weights", "write_memory", "read_memory", "fast_weight_programmer",
     "LinearAttention",
 ]
-
-_HALF = (torch.float16, torch.bfloat16)
 
 
 # --------------------------------------------------------------------------- feature maps
@@ -123,10 +122,6 @@ def _check_features(name: str, phi: Tensor, x_shape) -> None:
         got = shape_str(phi) if isinstance(phi, Tensor) else type(phi).__name__
         raise ValueError(f"feature_map must map {name} {shape_str(x_shape)} to "
                          f"{shape_str(tuple(x_shape[:-1]) + ('F',))}, got {got}")
-
-
-def _work_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in _HALF else dtype
 
 
 def _apply_key_mask(phi_k: Tensor, keep: Optional[Tensor]) -> Tensor:
@@ -231,7 +226,7 @@ def kernel_attention(phi_q: Tensor, phi_k: Tensor, value: Tensor,
 def _kernel_attention(phi_q, phi_k, value, keep, is_causal, eps, chunk_size, return_state):
     """:func:`kernel_attention` on validated inputs, ``keep`` (B, H, Nk) or None."""
     out_dtype = value.dtype
-    work = _work_dtype(value.dtype)
+    work = work_dtype(value.dtype)
     phi_q, phi_k, v = phi_q.to(work), phi_k.to(work), value.to(work)
     bshape = torch.broadcast_shapes(phi_q.shape[:2], phi_k.shape[:2], v.shape[:2])
     phi_k = _apply_key_mask(phi_k, keep)
@@ -329,7 +324,7 @@ def kernel_attention_step(phi_q: Tensor, phi_k: Tensor, value: Tensor,
     """
     _step_shapes(phi_q, phi_k, value)
     out_dtype = value.dtype
-    work = _work_dtype(value.dtype)
+    work = work_dtype(value.dtype)
     phi_q, phi_k, value = phi_q.to(work), phi_k.to(work), value.to(work)
     if key_mask is not None:
         phi_k = phi_k * key_mask.to(work).unsqueeze(-1)

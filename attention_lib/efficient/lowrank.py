@@ -56,6 +56,7 @@ import torch
 from torch import nn
 
 from .._validate import check_int, check_qkv, check_scale, check_tensor, shape_str
+from ..functional import upcast  # half precision is computed in float32 (SVD, softmax)
 from ..layers import merge_heads, split_heads
 from ..masks import per_key_mask
 
@@ -69,18 +70,11 @@ __all__ = [
     "LinformerAttention", "LINFORMER_SHARING",
 ]
 
-_HALF = (torch.float16, torch.bfloat16)
-
 #: Parameter sharing of :class:`LinformerAttention` (Wang et al., 2020, section 4).
 LINFORMER_SHARING = ("none", "headwise", "key-value", "layerwise")
 
 
 # --------------------------------------------------------------------------- helpers
-def _work(t: Tensor) -> Tensor:
-    """Half precision is computed in float32 (SVD and softmax)."""
-    return t.float() if t.dtype in _HALF else t
-
-
 def _check_matrices(name: str, weights: Tensor) -> None:
     check_tensor(name, weights, layout="(..., Nq, Nk)")
     if weights.dim() < 2:
@@ -99,7 +93,7 @@ def attention_spectrum(weights: Tensor) -> Tensor:
     Equivalent code: ``torch.linalg.svdvals(weights)``.
     """
     _check_matrices("weights", weights)
-    return torch.linalg.svdvals(_work(weights)).to(weights.dtype)
+    return torch.linalg.svdvals(upcast(weights)).to(weights.dtype)
 
 
 def _spectrum_of(x: Tensor, singular_values: bool) -> Tensor:
@@ -108,8 +102,8 @@ def _spectrum_of(x: Tensor, singular_values: bool) -> Tensor:
         if x.dim() < 1 or x.shape[-1] == 0:
             raise ValueError(f"singular values must have a non-empty last axis, got "
                              f"{shape_str(x)}")
-        return _work(x)
-    return _work(attention_spectrum(x))
+        return upcast(x)
+    return upcast(attention_spectrum(x))
 
 
 def energy_rank(weights: Tensor, energy: float = 0.9, *, singular_values: bool = False) -> Tensor:
@@ -153,7 +147,7 @@ def best_rank_k(weights: Tensor, k: int) -> Tensor:
     """
     _check_matrices("weights", weights)
     check_int("k", k, 0)
-    u, s, vh = torch.linalg.svd(_work(weights), full_matrices=False)
+    u, s, vh = torch.linalg.svd(upcast(weights), full_matrices=False)
     r = min(k, s.shape[-1])
     out = (u[..., :, :r] * s[..., None, :r]) @ vh[..., :r, :]  # (..., Nq, Nk)
     return out.to(weights.dtype)
@@ -170,7 +164,7 @@ def best_rank_k_error(weights: Tensor, k: int) -> Tensor:
     total = s2.sum(-1)
     tail = s2[..., k:].sum(-1)
     err = torch.sqrt(tail / torch.where(total > 0, total, torch.ones_like(total)))
-    return err.to(_work(weights).dtype)
+    return err.to(upcast(weights).dtype)
 
 
 # --------------------------------------------------------------------------- projections
@@ -258,8 +252,8 @@ def _linformer_parts(query, key, value, E, F, attn_mask, is_causal, scale):
     keep = per_key_mask(attn_mask, query, key)  # (B, H, Nk) or None
     nk = key.shape[-2]
     s = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
-    q, k, v = _work(query), _work(key), _work(value)
-    E, F = _work(E)[..., :nk], _work(F)[..., :nk]  # (k, Nk) or (H, k, Nk): shorter = zero-padded
+    q, k, v = upcast(query), upcast(key), upcast(value)
+    E, F = upcast(E)[..., :nk], upcast(F)[..., :nk]  # (k, Nk) or (H, k, Nk): shorter = zero-padded
     if keep is not None:
         keep = keep[..., None]  # (B, H, Nk, 1)
         zero = torch.zeros((), dtype=k.dtype, device=k.device)

@@ -44,18 +44,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validate import check_float, check_int, check_qkv, check_tensor, shape_str
+from ..functional import work_dtype
 from ..layers import merge_heads, split_heads
 from ..masks import per_key_mask
-from .linear import (LinearAttentionState, _divide, _kernel_attention, _work_dtype,
-                     kernel_attention, kernel_attention_step)
+from .linear import (LinearAttentionState, _divide, _kernel_attention, kernel_attention,
+                     kernel_attention_step)
 
 Tensor = torch.Tensor
 
 __all__ = [
     "random_projection", "gaussian_rff", "softmax_kernel_features", "arccos_features",
     "rfa_features", "softmax_kernel_estimate", "softmax_kernel_mse", "arccos_kernel",
-    "optimal_a", "performer_features", "performer_attention", "rfa_attention", "gated_kernel_attention",
-    "gated_kernel_attention_step", "gated_kernel_attention_recurrent",
+    "optimal_a", "performer_features", "performer_attention", "rfa_attention",
+    "gated_kernel_attention", "gated_kernel_attention_step", "gated_kernel_attention_recurrent",
     "RandomFeatureAttention", "PerformerAttention", "RFAAttention",
 ]
 
@@ -484,7 +485,7 @@ def performer_attention(query: Tensor, key: Tensor, value: Tensor, projection: T
     if is_causal and query.shape[-2] != key.shape[-2]:
         raise ValueError(f"is_causal needs as many queries as keys: query {shape_str(query)} vs "
                          f"key {shape_str(key)}")
-    work = _work_dtype(query.dtype)
+    work = work_dtype(query.dtype)
     q, k = _scale_qk(query.to(work), key.to(work), scale)
     phi_q, phi_k = _performer_features(q, k, projection, kind, stabilize, keep, is_causal, a)
     res = _kernel_attention(phi_q, phi_k, value.to(work), keep, is_causal, eps, chunk_size,
@@ -518,7 +519,7 @@ def rfa_attention(query: Tensor, key: Tensor, value: Tensor, projection: Tensor,
     to 0 for small m; positive features (Performer) do not have that problem.
     """
     check_qkv(query, key, value)  # the mask is checked by the kernel attention below
-    work = _work_dtype(query.dtype)
+    work = work_dtype(query.dtype)
     # unscaled features: the constant 1/sqrt(m) cancels in the normalised attention
     phi_q = _rfa_features(query.to(work), projection, kernel, sigma, scaled=eps > 0)
     phi_k = _rfa_features(key.to(work), projection, kernel, sigma, scaled=eps > 0)
@@ -603,7 +604,7 @@ def gated_kernel_attention(phi_q: Tensor, phi_k: Tensor, value: Tensor, gate: Te
     n = phi_q.shape[-2]
     _check_gate(gate, bshape + (n,))
     out_dtype = value.dtype
-    work = _work_dtype(value.dtype)
+    work = work_dtype(value.dtype)
     phi_q = phi_q.to(work).expand(*bshape, *phi_q.shape[2:])
     phi_k = phi_k.to(work).expand(*bshape, *phi_k.shape[2:])
     v = value.to(work).expand(*bshape, *value.shape[2:])
@@ -659,7 +660,7 @@ def gated_kernel_attention_step(phi_q: Tensor, phi_k: Tensor, value: Tensor, gat
                          ("value", value, "(B, H, Dv)"), ("gate", gate, "(B, H)")):
         check_tensor(name, t, ndim=2 if name == "gate" else 3, layout=lay)
     out_dtype = value.dtype
-    work = _work_dtype(value.dtype)
+    work = work_dtype(value.dtype)
     phi_q, phi_k, value, g = phi_q.to(work), phi_k.to(work), value.to(work), gate.to(work)
     wr = 1.0 - g
     if key_mask is not None:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validate import check_int, check_qkv, check_scale, check_tensor, shape_str
-from ..functional import masked_softmax
+from ..functional import masked_softmax, work_dtype
 from ..layers import merge_heads, split_heads
 from ..masks import block_layout_mod, causal_mask, create_mask
 
@@ -45,8 +45,6 @@ Tensor = torch.Tensor
 __all__ = ["block_summaries", "sinkhorn_normalize", "soft_permutation", "sinkhorn_layout",
            "sinkhorn_mask", "sinkhorn_attention", "SinkhornAttention"]
 # (the normalisation is not called plain ``sinkhorn``: that name is this module's)
-
-_HALF = (torch.float16, torch.bfloat16)
 
 
 def _check_blocks(name: str, x: Tensor, block_size: int) -> int:
@@ -164,7 +162,7 @@ def sinkhorn_attention(query: Tensor, key: Tensor, value: Tensor, permutation: T
         raise ValueError(f"permutation must be (..., nb, nb) with nb = N / block_size = {nb}, "
                          f"got {shape_str(permutation)}")
     check_scale(scale)
-    work = torch.float32 if query.dtype in _HALF else query.dtype
+    work = work_dtype(query.dtype)
     q, k, v = query.to(work), key.to(work), value.to(work)
     p = permutation.to(device=q.device, dtype=work)
     bs = block_size

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validate import check_int, check_qkv, check_scale, check_tensor, shape_str
-from ..functional import masked_softmax
+from ..functional import masked_softmax, work_dtype
 from ..masks import (MaskMod, _global_positions, _with_causal, bigbird_layout, causal_mod,
                      sliding_window_mod)
 from ._modules import ProjectedAttention
@@ -46,8 +46,6 @@ __all__ = [
     "block_sparse_attention", "sliding_window_attention", "dilated_window_attention",
     "longformer_attention", "bigbird_attention",
 ]
-
-_HALF = (torch.float16, torch.bfloat16)
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -156,7 +154,7 @@ def _dense_rows(q: Tensor, k: Tensor, v: Tensor, rows: Tensor, keep: Optional[Te
 
 
 def _prepare(query, key, value, scale):
-    work = torch.float32 if query.dtype in _HALF else query.dtype
+    work = work_dtype(query.dtype)
     s = query.shape[-1] ** -0.5 if scale is None else float(scale)
     return query.to(work), key.to(work), value.to(work), s
 
