@@ -68,6 +68,12 @@ def check_float(name: str, value, *, minimum: float = 0.0,
         raise ValueError(f"{name} must be a float {want}, got {value!r}")
 
 
+def check_device(name: str, t: Optional[Tensor], like_name: str, like: Tensor) -> None:
+    """Raise ``ValueError`` unless ``t`` (None passes) is on the device of ``like``."""
+    if t is not None and t.device != like.device:
+        raise ValueError(f"{name} is on {t.device} but {like_name} is on {like.device}")
+
+
 def broadcastable(shape: Sequence[int], target: Sequence[int]) -> bool:
     """True when a tensor of ``shape`` broadcasts to ``target`` without growing it."""
     if len(shape) > len(target):

@@ -22,9 +22,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._validate import (check_bias, check_float, check_mask, check_qkv, check_scale,
-                        check_tensor, shape_str)
-from .masks import causal_mask
+from ._validate import (check_bias, check_device, check_float, check_mask, check_qkv,
+                        check_scale, check_tensor, shape_str)
+from .masks import causal_mask, combine_masks
 
 Tensor = torch.Tensor
 
@@ -213,12 +213,8 @@ def concat_score(query: Tensor, key: Tensor, weight: Tensor, v: Tensor) -> Tenso
 # --------------------------------------------------------------------------- attention
 def _keep_mask(attn_mask: Optional[Tensor], is_causal: bool, nq: int, nk: int,
                device) -> Optional[Tensor]:
-    """attn_mask AND the causal mask, or None when neither is given."""
-    keep = attn_mask
-    if is_causal:
-        causal = causal_mask(nq, nk, device=device)  # (Nq, Nk)
-        keep = causal if keep is None else keep & causal
-    return keep
+    """attn_mask AND the (Nq, Nk) causal mask, or None when neither is given."""
+    return combine_masks(attn_mask, causal_mask(nq, nk, device=device) if is_causal else None)
 
 
 def _check_attention_args(query, key, value, attn_mask, bias, dropout_p, scale):
@@ -229,9 +225,8 @@ def _check_attention_args(query, key, value, attn_mask, bias, dropout_p, scale):
     check_bias("bias", bias, target)
     check_float("dropout_p", dropout_p, maximum=1.0)
     check_scale(scale)
-    for name, m in (("attn_mask", attn_mask), ("bias", bias)):
-        if m is not None and m.device != query.device:
-            raise ValueError(f"{name} is on {m.device} but query is on {query.device}")
+    check_device("attn_mask", attn_mask, "query", query)
+    check_device("bias", bias, "query", query)
 
 
 def reference_attention(query: Tensor, key: Tensor, value: Tensor,

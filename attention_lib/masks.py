@@ -31,7 +31,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from ._validate import check_int, check_mask, check_tensor, shape_str
+from ._validate import check_device, check_int, check_mask, check_tensor, shape_str
 
 Tensor = torch.Tensor
 MaskMod = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
@@ -151,8 +151,7 @@ def per_key_mask(attn_mask: Optional[Tensor], query: Tensor, key: Tensor) -> Opt
                          f"{shape_str(attn_mask)}: this attention never builds the (Nq, Nk) "
                          f"scores, so a mask that depends on the query cannot be applied "
                          f"(use is_causal=True for the causal mask, or an exact family)")
-    if attn_mask.device != key.device:
-        raise ValueError(f"attn_mask is on {attn_mask.device} but key is on {key.device}")
+    check_device("attn_mask", attn_mask, "key", key)
     m = attn_mask.reshape((1,) * (4 - attn_mask.dim()) + tuple(attn_mask.shape))
     return m[:, :, 0].expand(*m.shape[:2], nk)  # (B, H, Nk)
 
@@ -193,8 +192,7 @@ def from_valid_lens(valid_lens: Tensor, nq: int, nk: int) -> Tensor:
     d2l's ``masked_softmax`` accepts valid lengths either per example (B,) or per query
     (B, Nq); the first Nk' keys are kept. Positions beyond a valid length are masked.
     """
-    if not isinstance(valid_lens, torch.Tensor):
-        raise TypeError(f"valid_lens must be a torch.Tensor, got {type(valid_lens).__name__}")
+    check_tensor("valid_lens", valid_lens, floating=False)
     if valid_lens.dim() == 1:
         valid_lens = valid_lens[:, None].expand(-1, nq)  # (B, Nq)
     if valid_lens.dim() != 2 or valid_lens.shape[1] != nq:

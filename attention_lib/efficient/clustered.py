@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import (check_float, check_int, check_qkv, check_scale, check_tensor,
-                         shape_str)
+from .._validate import (check_device, check_float, check_int, check_qkv, check_scale,
+                         check_tensor, shape_str)
 from ..functional import masked_softmax, merge_by_lse, upcast
 from ..layers import merge_heads, split_heads
 from ..masks import causal_mask
@@ -131,8 +131,7 @@ def lsh_hash(x: Tensor, rotations: Tensor) -> Tensor:
         raise ValueError(f"rotations must be (n_hashes, D, n_buckets // 2) with D = "
                          f"{x.shape[-1]} (the last axis of x {shape_str(x)}), got "
                          f"{shape_str(rotations)}")
-    if rotations.device != x.device:
-        raise ValueError(f"rotations is on {rotations.device} but x is on {x.device}")
+    check_device("rotations", rotations, "x", x)
     b, h, n, _ = x.shape
     if rotations.shape[-1] == 0:  # one bucket
         return torch.zeros(b, h, rotations.shape[0], n, dtype=torch.long, device=x.device)
@@ -350,8 +349,7 @@ def _check_centroids(centroids: Tensor, x: Optional[Tensor] = None) -> None:
     if centroids.dim() == 3 and centroids.shape[0] not in (1, x.shape[1]):
         raise ValueError(f"centroids (H, C, D) must have H = {x.shape[1]} heads like "
                          f"{shape_str(x)}, got {shape_str(centroids)}")
-    if centroids.device != x.device:
-        raise ValueError(f"centroids is on {centroids.device} but x is on {x.device}")
+    check_device("centroids", centroids, "x", x)
 
 
 def _similarity(x: Tensor, centroids: Tensor) -> Tensor:

@@ -28,7 +28,8 @@ from typing import List, NamedTuple, Optional
 
 import torch
 
-from .._validate import check_int, check_mask, check_qkv, check_scale, check_tensor, shape_str
+from .._validate import (check_device, check_int, check_mask, check_qkv, check_scale,
+                         check_tensor, shape_str)
 from ..functional import masked_softmax, merge_by_lse, work_dtype
 from ..masks import causal_mask
 from ._modules import ProjectedAttention
@@ -275,8 +276,7 @@ def flash_attention_lse(query: Tensor, key: Tensor, value: Tensor,
     bh = torch.broadcast_shapes(query.shape[:2], key.shape[:2], value.shape[:2])
     nq, nk = query.shape[-2], key.shape[-2]
     check_mask("attn_mask", attn_mask, (*bh, nq, nk))
-    if attn_mask is not None and attn_mask.device != query.device:
-        raise ValueError(f"attn_mask is on {attn_mask.device} but query is on {query.device}")
+    check_device("attn_mask", attn_mask, "query", query)
     check_scale(scale)
     check_int("block_q", block_q)
     check_int("block_k", block_k)

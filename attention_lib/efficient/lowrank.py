@@ -55,7 +55,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .._validate import check_int, check_qkv, check_scale, check_tensor, shape_str
+from .._validate import check_device, check_int, check_qkv, check_scale, check_tensor, shape_str
 from ..functional import upcast  # half precision is computed in float32 (SVD, softmax)
 from ..layers import merge_heads, split_heads
 from ..masks import per_key_mask
@@ -220,8 +220,7 @@ def _check_projection(name: str, proj: Tensor, key: Tensor, heads: int) -> None:
     check_tensor(name, proj, ndim=(2, 3), layout="(k, N) or (H, k, N)")
     if proj.dtype != key.dtype:
         raise TypeError(f"{name} must have the dtype of key, got {proj.dtype} and {key.dtype}")
-    if proj.device != key.device:
-        raise ValueError(f"{name} is on {proj.device} but key is on {key.device}")
+    check_device(name, proj, "key", key)
     if proj.shape[-2] == 0:
         raise ValueError(f"{name} has k = 0 rows: {shape_str(proj)}")
     nk = key.shape[-2]

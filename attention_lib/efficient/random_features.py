@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_float, check_int, check_qkv, check_tensor, shape_str
+from .._validate import check_device, check_float, check_int, check_qkv, check_tensor, shape_str
 from ..functional import work_dtype
 from ..layers import merge_heads, split_heads
 from ..masks import per_key_mask
@@ -110,8 +110,7 @@ def _project(name: str, x: Tensor, projection: Tensor) -> Tensor:
     if x.dim() < 1 or projection.shape[-1] != x.shape[-1]:
         raise ValueError(f"projection (m, D) must have the same D as {name} (..., D): "
                          f"projection {shape_str(projection)} vs {name} {shape_str(x)}")
-    if projection.device != x.device:
-        raise ValueError(f"projection is on {projection.device} but {name} is on {x.device}")
+    check_device("projection", projection, name, x)
     if projection.dim() == 3:
         try:
             if x.dim() < 2:
