@@ -213,14 +213,22 @@ def kernel_attention(phi_q: Tensor, phi_k: Tensor, value: Tensor,
     ``A = phi_q @ phi_k.mT`` (``.tril()`` if causal), then
     ``(A @ value) / (A.sum(-1, keepdim=True) + eps)``.
     """
-    check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
-    keep = per_key_mask(attn_mask, phi_q, phi_k)
+    keep = _check_kernel_args(phi_q, phi_k, value, attn_mask, is_causal, eps, chunk_size,
+                              names=("phi_q", "phi_k", "value"))
+    return _kernel_attention(phi_q, phi_k, value, keep, is_causal, eps, chunk_size, return_state)
+
+
+def _check_kernel_args(query, key, value, attn_mask, is_causal, eps, chunk_size,
+                       names=("query", "key", "value")) -> Optional[Tensor]:
+    """The checks of every kernel attention; returns the per-key mask (B, H, Nk) or None."""
+    check_qkv(query, key, value, names=names)
+    keep = per_key_mask(attn_mask, query, key)
     check_float("eps", eps)
     check_int("chunk_size", chunk_size)
-    if is_causal and phi_q.shape[-2] != phi_k.shape[-2]:
-        raise ValueError(f"is_causal needs as many queries as keys: phi_q {shape_str(phi_q)} vs "
-                         f"phi_k {shape_str(phi_k)}")
-    return _kernel_attention(phi_q, phi_k, value, keep, is_causal, eps, chunk_size, return_state)
+    if is_causal and query.shape[-2] != key.shape[-2]:
+        raise ValueError(f"is_causal needs as many queries as keys: {names[0]} "
+                         f"{shape_str(query)} vs {names[1]} {shape_str(key)}")
+    return keep
 
 
 def _kernel_attention(phi_q, phi_k, value, keep, is_causal, eps, chunk_size, return_state):

@@ -43,12 +43,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_device, check_float, check_int, check_qkv, check_tensor, shape_str
+from .._validate import check_device, check_int, check_qkv, check_tensor, shape_str
 from ..functional import work_dtype
 from ..layers import merge_heads, split_heads
 from ..masks import per_key_mask
-from .linear import (LinearAttentionState, _divide, _kernel_attention, kernel_attention,
-                     kernel_attention_step)
+from .linear import (LinearAttentionState, _check_kernel_args, _divide, _kernel_attention,
+                     kernel_attention, kernel_attention_step)
 
 Tensor = torch.Tensor
 
@@ -477,13 +477,7 @@ def performer_attention(query: Tensor, key: Tensor, value: Tensor, projection: T
     O(N m (D + Dv)) time and O(N (m + Dv)) memory.
     Choromanski et al. (2021), "Rethinking attention with Performers", section 2-3.
     """
-    check_qkv(query, key, value)
-    keep = per_key_mask(attn_mask, query, key)
-    check_float("eps", eps)
-    check_int("chunk_size", chunk_size)
-    if is_causal and query.shape[-2] != key.shape[-2]:
-        raise ValueError(f"is_causal needs as many queries as keys: query {shape_str(query)} vs "
-                         f"key {shape_str(key)}")
+    keep = _check_kernel_args(query, key, value, attn_mask, is_causal, eps, chunk_size)
     work = work_dtype(query.dtype)
     q, k = _scale_qk(query.to(work), key.to(work), scale)
     phi_q, phi_k = _performer_features(q, k, projection, kind, stabilize, keep, is_causal, a)
@@ -592,13 +586,8 @@ def gated_kernel_attention(phi_q: Tensor, phi_k: Tensor, value: Tensor, gate: Te
     chunk states. Equals :func:`gated_kernel_attention_recurrent` (tested).
     Peng et al. (2021), section 3.2, eq. 7.
     """
-    check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
-    keep = per_key_mask(attn_mask, phi_q, phi_k)
-    check_float("eps", eps)
-    check_int("chunk_size", chunk_size)
-    if phi_q.shape[-2] != phi_k.shape[-2]:
-        raise ValueError(f"gated attention is causal: it needs as many queries as keys, got "
-                         f"phi_q {shape_str(phi_q)} vs phi_k {shape_str(phi_k)}")
+    keep = _check_kernel_args(phi_q, phi_k, value, attn_mask, True, eps, chunk_size,
+                              names=("phi_q", "phi_k", "value"))  # gated attention is causal
     bshape = tuple(torch.broadcast_shapes(phi_q.shape[:2], phi_k.shape[:2], value.shape[:2]))
     n = phi_q.shape[-2]
     _check_gate(gate, bshape + (n,))
