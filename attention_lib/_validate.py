@@ -113,11 +113,14 @@ def check_bias(name: str, bias: Optional[Tensor], target: Sequence[int],
 
 
 def check_qkv(query: Tensor, key: Tensor, value: Tensor, *,
-              names: Sequence[str] = ("query", "key", "value")) -> None:
+              names: Sequence[str] = ("query", "key", "value"),
+              self_attention: Optional[str] = None) -> None:
     """Shapes of an attention call in the (B, H, N, D) layout.
 
     query: (B, H, Nq, D)   key: (B, H, Nk, D)   value: (B, H, Nk, Dv)
     ``names`` are used in the messages (e.g. ``("phi_q", "phi_k", "value")`` for feature maps).
+    ``self_attention``: the name of a family defined for self-attention only, which needs
+    Nq = Nk (e.g. ``"sparse attention"``).
     """
     nq, nk, nv = names
     for name, t, lay in ((nq, query, "(B, H, Nq, D)"), (nk, key, "(B, H, Nk, D)"),
@@ -142,6 +145,9 @@ def check_qkv(query: Tensor, key: Tensor, value: Tensor, *,
     except RuntimeError:
         raise ValueError(f"batch/head axes (B, H) of {nq} {shape_str(query)}, {nk} "
                          f"{shape_str(key)} and {nv} {shape_str(value)} do not broadcast") from None
+    if self_attention and query.shape[-2] != key.shape[-2]:
+        raise ValueError(f"{self_attention} is defined for self-attention (Nq = Nk): {nq} "
+                         f"{shape_str(query)} vs {nk} {shape_str(key)}")
     if not (query.device == key.device == value.device):
         raise ValueError(f"{nq}, {nk} and {nv} must be on one device, got {query.device}, "
                          f"{key.device} and {value.device}")

@@ -523,13 +523,10 @@ def routing_attention(query: Tensor, key: Tensor, value: Tensor, centroids: Tens
     Queries routed to no cluster (or seeing no key) give zeros. With one cluster and
     window = N this is full attention. Roy et al. (2021).
     """
-    check_qkv(query, key, value)
+    check_qkv(query, key, value, self_attention="routing attention")
     if not (query.shape[:2] == key.shape[:2] == value.shape[:2]):
         raise ValueError(f"query, key and value must have the same (B, H), got "
                          f"{shape_str(query)}, {shape_str(key)} and {shape_str(value)}")
-    if query.shape[-2] != key.shape[-2]:
-        raise ValueError(f"routing attention is implemented for self-attention (Nq = Nk): "
-                         f"query {shape_str(query)} vs key {shape_str(key)}")
     _check_centroids(centroids, query)
     check_scale(scale)
     b, h, n, d = query.shape

@@ -152,10 +152,7 @@ def sinkhorn_attention(query: Tensor, key: Tensor, value: Tensor, permutation: T
     ``reference_attention(q, k, v, sinkhorn_mask(P, block_size))``.
     Tay et al. (2020), "Sparse Sinkhorn attention" (local + sorted keys).
     """
-    check_qkv(query, key, value)
-    if query.shape[-2] != key.shape[-2]:
-        raise ValueError(f"Sinkhorn attention is defined for self-attention (Nq = Nk): query "
-                         f"{shape_str(query)} vs key {shape_str(key)}")
+    check_qkv(query, key, value, self_attention="Sinkhorn attention")
     nb = _check_blocks("query", query, block_size)
     check_tensor("permutation", permutation, ndim=(2, 3, 4), layout="(..., nb, nb)")
     if permutation.shape[-2:] != (nb, nb):

@@ -50,10 +50,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------- argument checks
 def _check_self_attention(query: Tensor, key: Tensor, value: Tensor, scale) -> None:
-    check_qkv(query, key, value)
-    if query.shape[-2] != key.shape[-2]:
-        raise ValueError(f"sparse patterns are defined for self-attention (Nq = Nk): query "
-                         f"{shape_str(query)} vs key {shape_str(key)}")
+    check_qkv(query, key, value, self_attention="sparse attention")
     check_scale(scale)
 
 
