@@ -319,7 +319,8 @@ def create_mask(mask_mod: MaskMod, nq: int, nk: Optional[int] = None, *,
                 device=None) -> Tensor:
     """Evaluate ``mask_mod`` on every (query, key) pair: the dense (Nq, Nk) bool mask.
 
-    This allocates Nq x Nk booleans: it is for pictures and tests, not for long sequences.
+    This allocates Nq x Nk booleans, as any dense mask does; the blocked implementations of
+    :mod:`attention_lib.efficient.sparse` never build it.
     Equivalent to ``flex_attention.create_mask(mask_mod, None, None, nq, nk)`` without the
     batch and head axes.
     """
