@@ -2,9 +2,10 @@
 
 Where things live (the modules follow the book's parts):
 
-* :mod:`~attention_lib.functional` -- scores, ``masked_softmax``, ``reference_attention``,
-  ``attention`` (SDPA signature)                                            (Parts I-II)
-* :mod:`~attention_lib.masks` -- padding / causal masks, combining, converting  (Part II)
+* :mod:`~attention_lib.functional` -- scores, ``masked_softmax`` (with its log-sum-exp),
+  ``merge_by_lse``, ``reference_attention``, ``attention`` (SDPA signature)  (Parts I-II)
+* :mod:`~attention_lib.masks` -- every mask builder and converter: padding / causal masks,
+  combining, converting, and the ``mask_mod`` patterns of the sparse chapter (Parts II-III)
 * :mod:`~attention_lib.layers` -- ``nn.Module`` wrappers: dot-product, additive and the one
   multi-head attention (MHA/GQA/MQA, rotary, KV cache, any family as ``attn_fn``) (Parts I-II)
 * :mod:`~attention_lib.pooling` -- attention pooling as Nadaraya-Watson kernel regression:
@@ -45,9 +46,29 @@ re-exported here.
 """
 __version__ = "0.1.0"
 
-from . import (complexity, data, diagnostics, efficient, functional, grammar, layers, lexicon,
-               masks, metrics, multihead, plot, pooling, position, pretrained, scenes, seq2seq,
-               train, transformer, utils, vision)
+from . import (
+               complexity,
+               data,
+               diagnostics,
+               efficient,
+               functional,
+               grammar,
+               layers,
+               lexicon,
+               masks,
+               metrics,
+               multihead,
+               plot,
+               pooling,
+               position,
+               pretrained,
+               scenes,
+               seq2seq,
+               train,
+               transformer,
+               utils,
+               vision,
+)
 from .complexity import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
 from .diagnostics import *  # noqa: F401,F403

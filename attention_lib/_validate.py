@@ -50,6 +50,30 @@ def check_int(name: str, value, minimum: int = 1) -> None:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
+def check_scale(scale) -> None:
+    """Raise ``TypeError`` unless ``scale`` (the factor multiplying q.k) is a number or None."""
+    if scale is not None and (not isinstance(scale, (int, float)) or isinstance(scale, bool)):
+        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
+
+
+def check_float(name: str, value, *, minimum: float = 0.0,
+                maximum: Optional[float] = None) -> None:
+    """Raise ``ValueError`` unless ``value`` is a real number in [minimum, maximum).
+
+    The one check for epsilons (``minimum=0``), probabilities (``maximum=1``) and decays.
+    """
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+    if not ok or not (value >= minimum and (maximum is None or value < maximum)):
+        want = f">= {minimum:g}" if maximum is None else f"in [{minimum:g}, {maximum:g})"
+        raise ValueError(f"{name} must be a float {want}, got {value!r}")
+
+
+def check_device(name: str, t: Optional[Tensor], like_name: str, like: Tensor) -> None:
+    """Raise ``ValueError`` unless ``t`` (None passes) is on the device of ``like``."""
+    if t is not None and t.device != like.device:
+        raise ValueError(f"{name} is on {t.device} but {like_name} is on {like.device}")
+
+
 def broadcastable(shape: Sequence[int], target: Sequence[int]) -> bool:
     """True when a tensor of ``shape`` broadcasts to ``target`` without growing it."""
     if len(shape) > len(target):
@@ -89,11 +113,14 @@ def check_bias(name: str, bias: Optional[Tensor], target: Sequence[int],
 
 
 def check_qkv(query: Tensor, key: Tensor, value: Tensor, *,
-              names: Sequence[str] = ("query", "key", "value")) -> None:
+              names: Sequence[str] = ("query", "key", "value"),
+              self_attention: Optional[str] = None) -> None:
     """Shapes of an attention call in the (B, H, N, D) layout.
 
     query: (B, H, Nq, D)   key: (B, H, Nk, D)   value: (B, H, Nk, Dv)
     ``names`` are used in the messages (e.g. ``("phi_q", "phi_k", "value")`` for feature maps).
+    ``self_attention``: the name of a family defined for self-attention only, which needs
+    Nq = Nk (e.g. ``"sparse attention"``).
     """
     nq, nk, nv = names
     for name, t, lay in ((nq, query, "(B, H, Nq, D)"), (nk, key, "(B, H, Nk, D)"),
@@ -118,6 +145,9 @@ def check_qkv(query: Tensor, key: Tensor, value: Tensor, *,
     except RuntimeError:
         raise ValueError(f"batch/head axes (B, H) of {nq} {shape_str(query)}, {nk} "
                          f"{shape_str(key)} and {nv} {shape_str(value)} do not broadcast") from None
+    if self_attention and query.shape[-2] != key.shape[-2]:
+        raise ValueError(f"{self_attention} is defined for self-attention (Nq = Nk): {nq} "
+                         f"{shape_str(query)} vs {nk} {shape_str(key)}")
     if not (query.device == key.device == value.device):
         raise ValueError(f"{nq}, {nk} and {nv} must be on one device, got {query.device}, "
                          f"{key.device} and {value.device}")

@@ -53,7 +53,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from ._validate import check_tensor, shape_str
+from ._validate import check_int, check_tensor, shape_str
 from .efficient.memory import peak_memory
 from .functional import reference_attention
 
@@ -83,11 +83,6 @@ TEXTBOOK: Dict[str, dict] = {
 }
 
 
-def _positive_int(name: str, val) -> None:
-    if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-        raise ValueError(f"{name} must be a positive int, got {val!r}")
-
-
 def _check_seq(name: str, x, d_model: int) -> None:
     check_tensor(name, x, ndim=3, layout="(B, N, d_model)")
     if x.shape[-1] != d_model:
@@ -109,8 +104,8 @@ class ConvLayer(nn.Module):
     def __init__(self, d_model: int, kernel_size: int = 3, *, bias: bool = True,
                  device=None, dtype=None):
         super().__init__()
-        _positive_int("d_model", d_model)
-        _positive_int("kernel_size", kernel_size)
+        check_int("d_model", d_model)
+        check_int("kernel_size", kernel_size)
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (a same-length convolution centred on "
                              f"each position), got {kernel_size}")
@@ -138,7 +133,7 @@ class RecurrentLayer(nn.Module):
 
     def __init__(self, d_model: int, *, bias: bool = True, device=None, dtype=None):
         super().__init__()
-        _positive_int("d_model", d_model)
+        check_int("d_model", d_model)
         self.d_model = d_model
         self.gru = nn.GRU(d_model, d_model, batch_first=True, bias=bias, device=device,
                           dtype=dtype)
@@ -147,7 +142,7 @@ class RecurrentLayer(nn.Module):
         _check_seq("x", x, self.d_model)
         if max_steps is None:
             return self.gru(x)[0]  # (B, N, d_model)
-        _positive_int("max_steps", max_steps)
+        check_int("max_steps", max_steps)
         b, n, d = x.shape
         rows = torch.arange(b, device=x.device).repeat_interleave(n)  # (B * N,)
         cols = torch.arange(n, device=x.device).repeat(b)  # (B * N,)
@@ -181,7 +176,7 @@ class SelfAttentionLayer(nn.Module):
 
     def __init__(self, d_model: int, *, bias: bool = True, device=None, dtype=None):
         super().__init__()
-        _positive_int("d_model", d_model)
+        check_int("d_model", d_model)
         self.d_model = d_model
         kw = dict(bias=bias, device=device, dtype=dtype)
         self.q_proj = nn.Linear(d_model, d_model, **kw)
@@ -243,7 +238,7 @@ def stack_layers(kind: str, d_model: int, num_layers: int, *, kernel_size: int =
     ``x: (B, N, d_model) -> (B, N, d_model)``. No residual connections or normalisation:
     what reaches output i after L layers is exactly what the layers' connectivity allows.
     """
-    _positive_int("num_layers", num_layers)
+    check_int("num_layers", num_layers)
     return nn.Sequential(*[make_layer(kind, d_model, kernel_size=kernel_size,
                                       generator=generator, device=device, dtype=dtype)
                            for _ in range(num_layers)])
@@ -262,7 +257,7 @@ def layer_flops(kind: str, seq_len: int, d_model: int, *, kernel_size: int = 3,
     _check_kind(kind)
     for name, val in (("seq_len", seq_len), ("d_model", d_model), ("kernel_size", kernel_size),
                       ("batch_size", batch_size)):
-        _positive_int(name, val)
+        check_int(name, val)
     b, n, d, k = batch_size, seq_len, d_model, kernel_size
     if kind == "conv":
         return 2 * b * k * n * d * d
@@ -370,10 +365,10 @@ def path_lengths(kind: str, seq_len: int, d_model: int = 4, *, kernel_size: int 
     GRU never lets output i see a later input j > i).
     """
     _check_kind(kind)
-    _positive_int("seq_len", seq_len)
-    _positive_int("d_model", d_model)
+    check_int("seq_len", seq_len)
+    check_int("d_model", d_model)
     max_layers = seq_len if max_layers is None else max_layers
-    _positive_int("max_layers", max_layers)
+    check_int("max_layers", max_layers)
     gen = torch.Generator().manual_seed(0) if generator is None else generator
     n = seq_len
     x = torch.randn(1, n, d_model, generator=gen, dtype=torch.float64)
@@ -480,7 +475,7 @@ def time_call(fn: Callable, *args, repeats: int = 5, warmup: int = 1, reduce: st
     minimum of wall times is the steadier of the two wall estimates: other processes only
     ever slow a run down.
     """
-    _positive_int("repeats", repeats)
+    check_int("repeats", repeats)
     if not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
     if reduce not in ("median", "min"):

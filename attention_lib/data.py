@@ -49,8 +49,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import (Dict, Iterable, Iterator, List, Optional, Sequence, Tuple,
-                    Union)
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ._validate import shape_str
+from ._validate import check_int, shape_str
 
 Tensor = torch.Tensor
 
@@ -68,8 +68,7 @@ def causal_leakage(fn: Callable[[Tensor], Tensor], x: Tensor, *, seq_dim: int = 
     if n < 2:
         raise ValueError(f"x needs at least 2 positions along seq_dim={seq_dim}, got shape "
                          f"{shape_str(x)}")
-    if not isinstance(num_trials, int) or num_trials < 1:
-        raise ValueError(f"num_trials must be a positive int, got {num_trials!r}")
+    check_int("num_trials", num_trials)
     if not x.is_floating_point():
         if x.dtype == torch.bool or x.is_complex():
             raise TypeError(f"x must be a float or integer tensor, got {x.dtype}")

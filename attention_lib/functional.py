@@ -22,16 +22,34 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._validate import (broadcastable, check_bias, check_mask, check_qkv, check_tensor,
-                        shape_str)
-from .masks import causal_mask
+from ._validate import (
+    check_bias,
+    check_device,
+    check_float,
+    check_mask,
+    check_qkv,
+    check_scale,
+    check_tensor,
+    shape_str,
+)
+from .masks import causal_mask, combine_masks
 
 Tensor = torch.Tensor
 
 __all__ = [
-    "masked_softmax", "dot_score", "scaled_dot_score", "general_score", "additive_score",
-    "concat_score", "reference_attention", "attention", "default_scale",
+    "masked_softmax", "merge_by_lse", "dot_score", "scaled_dot_score", "general_score",
+    "additive_score", "concat_score", "reference_attention", "attention", "default_scale",
 ]
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype softmaxes and sums are computed in: float32 for float16/bfloat16 inputs."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def upcast(t: Tensor) -> Tensor:
+    """``t`` in :func:`work_dtype` (a float32 copy of a half-precision tensor, else ``t``)."""
+    return t.to(work_dtype(t.dtype))
 
 
 def default_scale(head_dim: int) -> float:
@@ -41,31 +59,73 @@ def default_scale(head_dim: int) -> float:
 
 
 # --------------------------------------------------------------------------- masked softmax
-def masked_softmax(scores: Tensor, mask: Optional[Tensor] = None, *, dim: int = -1) -> Tensor:
-    """Softmax over ``dim`` that ignores masked entries.
+def masked_softmax(scores: Tensor, mask: Optional[Tensor] = None, *, dim: int = -1,
+                   return_lse: bool = False):
+    """Softmax over ``dim`` that ignores masked entries, and its log-sum-exp.
 
     scores: (..., Nk) float.  mask: bool, broadcastable to ``scores``, True = keep.
     Returns weights of the same shape as ``scores``: masked entries are exactly 0, every row
     with at least one kept entry sums to 1, and a row with **no** kept entry is all zeros
     (never NaN). Half-precision scores are normalised in float32 and cast back.
+    With ``return_lse``, also ``lse = log sum_j exp(s_j)`` over the kept entries, (...,) with
+    ``dim`` removed, in the working dtype (float32 for half inputs), ``-inf`` on empty rows:
+    what lets partial softmaxes over disjoint keys be merged exactly (:func:`merge_by_lse`).
 
     Equivalent code (for rows with something to keep):
-    ``scores.masked_fill(~mask, -inf).softmax(dim)``.
+    ``scores.masked_fill(~mask, -inf).softmax(dim)`` and ``.logsumexp(dim)``.
     """
     check_tensor("scores", scores)
     if mask is not None:
         check_mask("mask", mask, scores.shape, layout="of scores")
-    work = scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
-    if mask is None:
+    work = upcast(scores)
+    if mask is None and not return_lse:
         return work.softmax(dim).to(scores.dtype)
-    work = work.masked_fill(~mask, float("-inf"))
+    if mask is not None:
+        work = work.masked_fill(~mask, float("-inf"))
     # A fully masked row has max -inf; subtracting it would give NaN. Use 0 there instead.
     row_max = work.amax(dim=dim, keepdim=True)
     row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
     e = torch.exp(work - row_max)  # exactly 0 where masked
     denom = e.sum(dim=dim, keepdim=True)
-    weights = e / torch.where(denom > 0, denom, torch.ones_like(denom))
-    return weights.to(scores.dtype)
+    weights = (e / torch.where(denom > 0, denom, torch.ones_like(denom))).to(scores.dtype)
+    if not return_lse:
+        return weights
+    lse = torch.where(denom > 0, row_max + denom.log(), float("-inf")).squeeze(dim)
+    return weights, lse
+
+
+def merge_by_lse(outs: Tensor, lses: Tensor, *, index: Optional[Tensor] = None,
+                 size: Optional[int] = None):
+    """Merge attention results over disjoint key sets, weighting each by its log-sum-exp.
+
+    outs: (P, ..., Dv), one softmax-weighted output per part; lses: (P, ...) their
+    log-sum-exps (``-inf`` for a part with no key). Returns ``(out (..., Dv), lse (...))``:
+
+        lse = log sum_p exp(lse_p),   out = sum_p exp(lse_p - lse) out_p,
+
+    exactly the attention over the union of the parts' keys. A row whose every part is empty
+    (lse = -inf) gets zeros, never NaN.
+    With ``index`` (..., E) long, the parts are instead the E entries along the last axis of
+    ``lses`` (outs: (..., E, Dv)), and entry e belongs to row ``index[..., e]`` of ``size``
+    rows: returns (..., size, Dv) and (..., size), computed with scatters (a row may have any
+    number of parts, e.g. the clusters a query was routed to).
+    Milakov & Gimelshein (2018); Dao et al. (2022), FlashAttention, Algorithm 1.
+    """
+    if index is None:
+        lse = torch.logsumexp(lses, dim=0)  # (...)
+    else:
+        lse = lses.new_full((*lses.shape[:-1], size), float("-inf")).scatter_reduce(
+            -1, index, lses, reduce="amax")  # the row max first, then the log-sum
+    safe = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
+    if index is None:
+        w = torch.exp(lses - safe)  # (P, ...): 0 for empty parts
+        return (w[..., None] * outs).sum(0), lse
+    w = torch.exp(lses - safe.gather(-1, index))  # (..., E)
+    den = w.new_zeros(lse.shape).scatter_add(-1, index, w)  # (..., size)
+    idx = index[..., None].expand(*index.shape, outs.shape[-1])
+    out = outs.new_zeros(*lse.shape, outs.shape[-1]).scatter_add(-2, idx, w[..., None] * outs)
+    lse = torch.where(den > 0, safe + den.log(), float("-inf"))
+    return out / torch.where(den > 0, den, 1.0)[..., None], lse
 
 
 # --------------------------------------------------------------------------- score functions
@@ -161,12 +221,8 @@ def concat_score(query: Tensor, key: Tensor, weight: Tensor, v: Tensor) -> Tenso
 # --------------------------------------------------------------------------- attention
 def _keep_mask(attn_mask: Optional[Tensor], is_causal: bool, nq: int, nk: int,
                device) -> Optional[Tensor]:
-    """attn_mask AND the causal mask, or None when neither is given."""
-    keep = attn_mask
-    if is_causal:
-        causal = causal_mask(nq, nk, device=device)  # (Nq, Nk)
-        keep = causal if keep is None else keep & causal
-    return keep
+    """attn_mask AND the (Nq, Nk) causal mask, or None when neither is given."""
+    return combine_masks(attn_mask, causal_mask(nq, nk, device=device) if is_causal else None)
 
 
 def _check_attention_args(query, key, value, attn_mask, bias, dropout_p, scale):
@@ -175,13 +231,10 @@ def _check_attention_args(query, key, value, attn_mask, bias, dropout_p, scale):
                                                                        key.shape[-2])
     check_mask("attn_mask", attn_mask, target)
     check_bias("bias", bias, target)
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
-    if scale is not None and not isinstance(scale, (int, float)):
-        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
-    for name, m in (("attn_mask", attn_mask), ("bias", bias)):
-        if m is not None and m.device != query.device:
-            raise ValueError(f"{name} is on {m.device} but query is on {query.device}")
+    check_float("dropout_p", dropout_p, maximum=1.0)
+    check_scale(scale)
+    check_device("attn_mask", attn_mask, "query", query)
+    check_device("bias", bias, "query", query)
 
 
 def reference_attention(query: Tensor, key: Tensor, value: Tensor,

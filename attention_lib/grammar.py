@@ -43,11 +43,40 @@ from typing import Optional, Tuple
 
 import torch
 
-from .lexicon import (VERBS, Link, _ADJ_BY_CAT, _ADVERBS, _ANIMATE, _ANY, _BE_EN, _BE_FR,
-                      _CONJS, _CONTRACT, _DETS_PL_T, _DETS_SG_T, _DET_EN, _EN_VOWELS, _LOC_PREPS,
-                      _NP_PREPS, _OBJ_PRONOUNS, _ObjPron, _POST_BY_CAT, _PREP_OF_A, _PREP_TO,
-                      _PREP_TO_ANY, _PRE_BY_CAT, _Prep, _Pron, _SUBJ_PRONOUNS, _TIMES, _Table,
-                      _adj_form, _det_fr, _fr_vowel, _nouns_with)
+from .lexicon import (
+    _ADJ_BY_CAT,
+    _ADVERBS,
+    _ANIMATE,
+    _ANY,
+    _BE_EN,
+    _BE_FR,
+    _CONJS,
+    _CONTRACT,
+    _DET_EN,
+    _DETS_PL_T,
+    _DETS_SG_T,
+    _EN_VOWELS,
+    _LOC_PREPS,
+    _NP_PREPS,
+    _OBJ_PRONOUNS,
+    _POST_BY_CAT,
+    _PRE_BY_CAT,
+    _PREP_OF_A,
+    _PREP_TO,
+    _PREP_TO_ANY,
+    _SUBJ_PRONOUNS,
+    _TIMES,
+    VERBS,
+    Link,
+    _adj_form,
+    _det_fr,
+    _fr_vowel,
+    _nouns_with,
+    _ObjPron,
+    _Prep,
+    _Pron,
+    _Table,
+)
 
 Tensor = torch.Tensor
 

@@ -248,7 +248,7 @@ class MultiHeadAttention(nn.Module):
         mask = attn_mask
         if is_causal and offset > 0:
             # query i sits at position offset + i: the rows offset.. of a square causal mask
-            causal = causal_mask(nk, device=query.device)[offset:]  # (Nq, Nk)
+            causal = causal_mask(nq, nk, offset=offset, device=query.device)  # (Nq, Nk)
             mask, is_causal = (causal if mask is None else mask & causal), False
         k, v = repeat_kv(k, self.num_groups), repeat_kv(v, self.num_groups)  # (B, H, Nk, Dh)
         args = (q, k, v) if mask is None else (q, k, v, mask)

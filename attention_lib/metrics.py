@@ -41,8 +41,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import (Hashable, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple,
-                    Union)
+from typing import Hashable, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 import torch
 

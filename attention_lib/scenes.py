@@ -28,6 +28,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ._validate import check_int
 from .data import Vocab, pad_sequences
 
 Tensor = torch.Tensor
@@ -119,11 +120,6 @@ def relation(a: SceneObject, b: SceneObject) -> str:
     return "above" if dy > 0 else "below"
 
 
-def _check_int(name: str, v, minimum: int) -> None:
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
-
-
 def _place(rng: np.random.Generator, image_size: int, num_objects: int, max_tries: int):
     """Draw objects one by one, each at a random free place; None when one does not fit."""
     objects: List[SceneObject] = []
@@ -193,10 +189,10 @@ def make_scenes(n: int, seed: int = 0, *, image_size: int = 32, min_objects: int
 
     image_size: side H = W in pixels (>= 16); clutter: fraction of grey background pixels.
     """
-    _check_int("n", n, 0)
-    _check_int("image_size", image_size, 16)
-    _check_int("min_objects", min_objects, 1)
-    _check_int("max_objects", max_objects, min_objects)
+    check_int("n", n, 0)
+    check_int("image_size", image_size, 16)
+    check_int("min_objects", min_objects, 1)
+    check_int("max_objects", max_objects, min_objects)
     if not 0.0 <= float(clutter) < 1.0:
         raise ValueError(f"clutter must be a fraction in [0, 1), got {clutter!r}")
     rng = np.random.default_rng(seed)
@@ -261,7 +257,7 @@ def scene_batches(scenes: Sequence[Scene], batch_size: int, *,
                   device=None) -> Iterator[SceneBatch]:
     """Endless shuffled batches: one random permutation of ``scenes`` per epoch, drawn from
     ``generator``; the last, smaller batch of an epoch is dropped."""
-    _check_int("batch_size", batch_size, 1)
+    check_int("batch_size", batch_size, 1)
     if len(scenes) < batch_size:
         raise ValueError(f"need at least batch_size={batch_size} scenes, got {len(scenes)}")
     vocab = vocab or scene_vocab()
@@ -297,7 +293,7 @@ def label_batches(scenes: Sequence[Scene], batch_size: int, *,
     """Endless shuffled ``(images (B, 3, H, W), labels (B, L))`` batches for the
     classification task of :func:`scene_labels`; one permutation per epoch from
     ``generator``, the last smaller batch dropped."""
-    _check_int("batch_size", batch_size, 1)
+    check_int("batch_size", batch_size, 1)
     if len(scenes) < batch_size:
         raise ValueError(f"need at least batch_size={batch_size} scenes, got {len(scenes)}")
     images = torch.stack([s.image for s in scenes]).to(device)  # (N, 3, H, W)

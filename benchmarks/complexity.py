@@ -62,9 +62,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from attention_lib.complexity import (LAYER_KINDS, TEXTBOOK, count_flops, crossover,  # noqa: E402
-                                      fit_exponent, make_layer, max_path_length,
-                                      path_lengths, sequential_steps)
+from attention_lib.complexity import (  # noqa: E402
+    LAYER_KINDS,
+    TEXTBOOK,
+    count_flops,
+    crossover,
+    fit_exponent,
+    make_layer,
+    max_path_length,
+    path_lengths,
+    sequential_steps,
+)
 from attention_lib.efficient.memory import peak_memory  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"

@@ -99,7 +99,7 @@ sys.path.insert(0, str(ROOT))
 
 from attention_lib import reference_attention  # noqa: E402
 from attention_lib.efficient import zoo  # noqa: E402
-from attention_lib.efficient.sparse import sliding_window_mask  # noqa: E402
+from attention_lib.masks import sliding_window_mask  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 WINDOW = 256

@@ -67,8 +67,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from attention_lib.data import make_corpus  # noqa: E402
-from attention_lib.metrics import (attention_aer, bleu_by_length, diagonal_attention,  # noqa: E402
-                                   uniform_baseline_aer)
+from attention_lib.metrics import (  # noqa: E402
+    attention_aer,
+    bleu_by_length,
+    diagonal_attention,
+    uniform_baseline_aer,
+)
 from attention_lib.seq2seq import build_seq2seq, greedy_decode  # noqa: E402
 from attention_lib.train import train_seq2seq  # noqa: E402
 

@@ -60,10 +60,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from seq2seq_length import BUCKETS, baselines, evaluate  # noqa: E402
+
 from attention_lib.data import make_corpus  # noqa: E402
 from attention_lib.train import masked_cross_entropy  # noqa: E402
 from attention_lib.transformer import Transformer  # noqa: E402
-from seq2seq_length import BUCKETS, baselines, evaluate  # noqa: E402
 
 RESULTS = ROOT / "attention_lib" / "pretrained"  # shipped with the package (package data)
 FIGURES = ROOT / "benchmarks" / "results"  # not shipped

@@ -47,8 +47,13 @@ from attention_lib.metrics import corpus_bleu  # noqa: E402
 from attention_lib.scenes import make_scenes, scene_batch, scene_batches, scene_vocab  # noqa: E402
 from attention_lib.seq2seq import greedy_decode  # noqa: E402
 from attention_lib.vision import (  # noqa: E402
-    AttentionCaptioner, PlainCaptioner, object_word_attention, pointing_accuracy,
-    train_captioner, uniform_pointing_accuracy)
+    AttentionCaptioner,
+    PlainCaptioner,
+    object_word_attention,
+    pointing_accuracy,
+    train_captioner,
+    uniform_pointing_accuracy,
+)
 
 KINDS = {"attention": AttentionCaptioner, "plain": PlainCaptioner}
 

@@ -21,7 +21,6 @@ matplotlib.use("Agg")  # before anything imports pyplot: no display in CI
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
-
 from tolerances import DEVICES, TOLERANCES  # noqa: E402,F401
 
 settings.register_profile(

@@ -89,7 +89,7 @@ CASES = {
         r"bias must be a floating-point tensor, got dtype torch\.int64 with shape \(4, 6\)"),
     "dropout_p out of range": (
         lambda fn: fn(Q, K, V, dropout_p=1.5), ValueError,
-        r"dropout_p must be in \[0, 1\), got 1\.5"),
+        r"dropout_p must be a float in \[0, 1\), got 1\.5"),
     "scale of the wrong type": (
         lambda fn: fn(Q, K, V, scale="0.5"), TypeError, r"scale must be a float or None, got str"),
     "mask on another device": (
@@ -158,7 +158,7 @@ OTHER_CASES = {
         lambda: M.padding_mask(torch.tensor([3, -1])), ValueError,
         r"lengths must be >= 0, got min -1 in lengths of shape \(2,\)"),
     "lengths longer than max_len": (
-        lambda: M.key_padding_mask(torch.tensor([3, 5]), max_len=4), ValueError,
+        lambda: M.key_mask(torch.tensor([3, 5]), max_len=4), ValueError,
         r"lengths has a length 5 longer than max_len=4"),
     "float lengths": (
         lambda: M.padding_mask(torch.tensor([3.0, 5.0])), TypeError,
@@ -173,9 +173,9 @@ OTHER_CASES = {
         lambda: M.padding_mask([3, 5]), TypeError,
         r"lengths must be an integer torch\.Tensor.*got list"),
     "causal mask of size 0": (
-        lambda: M.causal_mask(0), ValueError, r"nq must be a positive int, got 0"),
+        lambda: M.causal_mask(0), ValueError, r"nq must be an int >= 1, got 0"),
     "causal mask of float size": (
-        lambda: M.causal_mask(3, 2.0), ValueError, r"nk must be a positive int, got 2\.0"),
+        lambda: M.causal_mask(3, 2.0), ValueError, r"nk must be an int >= 1, got 2\.0"),
     "combine a float mask": (
         lambda: M.combine_masks(b(2), f(2)), TypeError,
         r"masks\[1\] must be a bool tensor.*got torch\.float32"),
@@ -284,7 +284,7 @@ def test_bad_input(case):
 
 def test_every_pattern_names_something():
     """Guard against a pattern so loose that it would match any message."""
-    for call, exc, pattern in list(CASES.values()) + list(OTHER_CASES.values()):
+    for _call, exc, pattern in list(CASES.values()) + list(OTHER_CASES.values()):
         assert issubclass(exc, (ValueError, TypeError))
         assert re.search(r"[a-z_]{3,}", pattern), pattern
         assert not re.search(pattern, "some unrelated error message"), pattern

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import load_benchmark
 
 from attention_lib.complexity import LAYER_KINDS, fit_exponent, layer_flops
-from helpers import load_benchmark
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "complexity_cpu.json"
 TINY = dict(n_sweep=[16, 32], n_sweep_d=4, d_sweep=[4, 8], d_sweep_n=32, k_sweep=[3, 5],

@@ -6,10 +6,10 @@ import json
 import math
 
 import torch
+from helpers import load_benchmark
 
 from attention_lib.data import make_corpus
 from attention_lib.seq2seq import build_seq2seq
-from helpers import load_benchmark
 
 
 def test_tiny_run_writes_results_and_loadable_checkpoints(tmp_path):

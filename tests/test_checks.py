@@ -19,8 +19,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from attention_course.checks import (TIERS, assignments, check, get_assignment, get_exercise,
-                                  run_checks)
+from attention_course.checks import (
+    TIERS,
+    assignments,
+    check,
+    get_assignment,
+    get_exercise,
+    run_checks,
+)
 from attention_course.checks.compare import compare_tensors
 from attention_course.checks.probe import run_probe, sanitize
 from attention_course.grading.instructor import load_hidden_checks, load_solutions

@@ -44,11 +44,11 @@ def test_dense_window_attention_fails_only_efficiency():
 
 
 def test_quadratic_linear_attention_fails_only_efficiency():
-    def quadratic(query, key, value, key_padding_mask=None):
+    def quadratic(query, key, value, attn_mask=None):
         fq, fk = torch.nn.functional.elu(query) + 1, torch.nn.functional.elu(key) + 1
         a = fq @ fk.transpose(-2, -1)  # (B, H, Nq, Nk): the quadratic order
-        if key_padding_mask is not None:
-            a = a * key_padding_mask
+        if attn_mask is not None:
+            a = a * attn_mask
         den = a.sum(-1, keepdim=True)
         return (a @ value) / torch.where(den > 0, den, torch.ones_like(den))
     failed, report = _failed_tiers("linear_attention_elu", quadratic)

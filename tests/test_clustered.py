@@ -15,14 +15,14 @@ import math
 
 import pytest
 import torch
+from helpers import assert_rejected, randn
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
 from attention_lib import MultiHeadAttention, reference_attention
 from attention_lib.efficient import clustered as C
 from attention_lib.efficient.memory import peak_memory
-from helpers import assert_rejected, randn
-from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
 
 def _full_shared_qk(qk, v, is_causal=False):

@@ -14,14 +14,14 @@ import math
 
 import pytest
 import torch
+from helpers import assert_rejected, randn
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tolerances import DEVICES, assert_close
 from torch import nn
 
 from attention_lib import complexity as C
 from attention_lib.multihead import attention_cost
-from helpers import assert_rejected, randn
-from tolerances import DEVICES, assert_close
 
 
 @pytest.fixture(autouse=True)

@@ -16,8 +16,17 @@ import torch
 
 from attention_lib import grammar as G
 from attention_lib import lexicon as LX
-from attention_lib.data import (Corpus, Vocab, bucket_batches, detokenize, make_batch,
-                                make_corpus, pad_sequences, split_indices, tokenize)
+from attention_lib.data import (
+    Corpus,
+    Vocab,
+    bucket_batches,
+    detokenize,
+    make_batch,
+    make_corpus,
+    pad_sequences,
+    split_indices,
+    tokenize,
+)
 from attention_lib.grammar import Pair, sample_pair
 from attention_lib.lexicon import ADJECTIVES, NOUNS, VERBS
 from attention_lib.masks import padding_mask

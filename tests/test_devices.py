@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tolerances import DEVICES, assert_close
 
 import attention_lib as al
-from tolerances import DEVICES, assert_close
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
@@ -53,7 +53,8 @@ EXACT = {
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
 def test_sliding_window_matches_masked_reference(dtype, device, causal):
-    from attention_lib.efficient import sliding_window_attention, sliding_window_mask
+    from attention_lib.efficient import sliding_window_attention
+    from attention_lib.masks import sliding_window_mask
     q, k, v, _ = _inputs(device, dtype, nq=45, nk=45)
     out = sliding_window_attention(q, k, v, 7, is_causal=causal, block_size=8)
     mask = sliding_window_mask(45, 7, is_causal=causal)
@@ -96,7 +97,7 @@ def test_multihead_module_on_device(dtype, device):
     torch.manual_seed(0)
     mha = al.MultiHeadAttention(32, 4).eval().to(dtype)  # weights rounded to dtype
     x = torch.randn(2, 19, 32).to(dtype)
-    mask = al.key_padding_mask(torch.tensor([19, 7]))
+    mask = al.key_mask(torch.tensor([19, 7]))
     expected = copy.deepcopy(mha).double()(x.double(), attn_mask=mask).detach()
     out = mha.to(device)(x.to(device), attn_mask=mask.to(device))
     assert out.dtype == dtype and out.device.type == torch.device(device).type

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import randn, randomize_
 from torch import nn
 
 from attention_lib import functional as AF
 from attention_lib.diagnostics import causal_leakage
 from attention_lib.layers import MultiHeadAttention
-from helpers import randn, randomize_
 
 N = 7
 

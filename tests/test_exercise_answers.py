@@ -7,12 +7,12 @@ import math
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from attention_course import exercise_tools as tools
 from attention_course.checks import check
 from attention_course.checks.chapters import ch01_seq2seq_bottleneck as ch01
 from attention_course.checks.chapters import ch04_bahdanau as ch04
 from attention_course.checks.chapters import ch05_luong as ch05
 from attention_course.checks.chapters import ch06_self_attention as ch06
-from attention_course import exercise_tools as tools
 from attention_course.checks.chapters import ch07_masking as ch07
 from attention_course.checks.chapters import ch08_multi_head as ch08
 from attention_lib.layers import MultiHeadAttention

@@ -12,7 +12,7 @@ from attention_course.checks import check
 from attention_course.checks.chapters import ch09_complexity as ch09
 from attention_course.checks.chapters import ch10_transformer as ch10
 from attention_lib.complexity import make_layer
-from attention_lib.masks import key_padding_mask
+from attention_lib.masks import key_mask
 
 
 def _flops_on_cpu(layer, n, d):
@@ -81,7 +81,7 @@ def test_encoder_layer_reference_equals_torch_with_copied_weights():
                 norm.bias.copy_(w[f"ln{i}_bias"])
             pad = torch.arange(n) >= lengths[:, None]  # torch: True = ignore
             theirs = ref(x, src_key_padding_mask=pad)
-        ours = ch10.ENCODER_LAYER_FORWARD.reference(x, w, h, key_padding_mask(lengths, n),
+        ours = ch10.ENCODER_LAYER_FORWARD.reference(x, w, h, key_mask(lengths, n),
                                                     norm_first)
         # torch's fast path may zero padded query rows; compare the real tokens
         real = ~pad

@@ -13,15 +13,15 @@ import math
 
 import pytest
 import torch
+from helpers import rand_mask, randn
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
 from attention_lib import reference_attention
 from attention_lib.efficient import flash
 from attention_lib.efficient.flash import flash_attention, flash_attention_lse, online_softmax
 from attention_lib.efficient.memory import peak_memory
-from helpers import rand_mask, randn
-from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
 MASK_SHAPES = {None: None, "(Nq, Nk)": lambda b, h, nq, nk: (nq, nk),
                "(B, 1, 1, Nk)": lambda b, h, nq, nk: (b, 1, 1, nk),

@@ -12,11 +12,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import rand_mask, randn
+from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
 from attention_lib import functional as AF
 from attention_lib.position import sinusoidal_encoding
-from helpers import rand_mask, randn
-from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
 ATTENTION_FNS = {"reference_attention": AF.reference_attention, "attention": AF.attention}
 

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from attention_course.grading import (BundleLeakError, build_student_bundle, main,
-                                   scan_for_leaks)
+from attention_course.grading import BundleLeakError, build_student_bundle, main, scan_for_leaks
 from attention_course.grading.instructor import load_hidden_checks
 from attention_course.grading.sandbox import Limits, isolation, validate_outcomes
 

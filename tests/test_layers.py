@@ -12,15 +12,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import mha_from_torch, rand_mask, randn, randomize_
+from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 from torch import nn
 
-from attention_lib import functional as AF
 from attention_lib import layers as L
 from attention_lib import masks as M
 from attention_lib import position
 from attention_lib.utils import import_d2l
-from helpers import mha_from_torch, rand_mask, randn, randomize_
-from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
 
 @pytest.fixture(scope="module")

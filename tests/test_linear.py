@@ -18,15 +18,14 @@ from functools import partial
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_rejected, rand_mask, randn
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
 from attention_lib import masks as M
 from attention_lib.efficient import linear as L
 from attention_lib.efficient.memory import peak_memory
-from helpers import rand_mask, randn
-from tolerances import DEVICES, FLOAT_DTYPES, assert_close
-from helpers import assert_rejected
 
 
 def dense_kernel_attention(phi_q, phi_k, v, keep=None, causal=False):
@@ -146,7 +145,7 @@ def test_padding_is_ignored(gen):
     """A padded batch gives, on its real positions, what each sequence gives alone."""
     lengths = torch.tensor([7, 4])
     q, k, v = randn(2, 2, 7, 4, gen=gen), randn(2, 2, 7, 4, gen=gen), randn(2, 2, 7, 3, gen=gen)
-    keep = M.key_padding_mask(lengths, 7)  # (B, 1, 1, Nk)
+    keep = M.key_mask(lengths, 7)  # (B, 1, 1, Nk)
     for causal in (False, True):
         out = L.linear_attention(q, k, v, keep, is_causal=causal)
         alone = L.linear_attention(q[1:, :, :4], k[1:, :, :4], v[1:, :, :4], is_causal=causal)
@@ -231,7 +230,8 @@ def test_gradcheck():
     q, k, v = (randn(1, 2, 7, 3, gen=gen).requires_grad_() for _ in range(3))
     for causal in (False, True):
         assert torch.autograd.gradcheck(
-            lambda a, b_, c: L.linear_attention(a, b_, c, is_causal=causal, chunk_size=3),
+            lambda a, b_, c, causal=causal: L.linear_attention(a, b_, c, is_causal=causal,
+                                                               chunk_size=3),
             (q, k, v))
 
 
@@ -353,12 +353,13 @@ CASES = {
     "not a tensor": (lambda: L.linear_attention([1.0], K, V), TypeError,
                      r"query must be a torch.Tensor"),
     "float mask": (lambda: L.linear_attention(Q, K, V, f(2, 1, 1, 6)), TypeError,
-                   r"key_padding_mask must have dtype torch.bool"),
+                   r"attn_mask must have dtype torch.bool"),
     "mask per query": (lambda: L.linear_attention(Q, K, V, b(2, 1, 4, 6)),
-                       ValueError, r"key_padding_mask with shape \(2, 1, 4, 6\) does not broadcast"
-                                   r" to .*\(B, H, 1, Nk\) = \(2, 3, 1, 6\)"),
+                       ValueError, r"attn_mask must hide whole keys, shape \(B, H, 1, Nk\) = "
+                                   r"\(2, 3, 1, 6\) or broadcastable, got \(2, 1, 4, 6\).*"
+                                   r"use is_causal=True for the causal mask, or an exact family"),
     "mask wrong length": (lambda: L.linear_attention(Q, K, V, b(2, 1, 1, 5)),
-                          ValueError, r"key_padding_mask with shape \(2, 1, 1, 5\)"),
+                          ValueError, r"attn_mask with shape \(2, 1, 1, 5\) does not broadcast"),
     "causal Nq != Nk": (lambda: L.linear_attention(Q, K, V, is_causal=True), ValueError,
                         r"is_causal needs as many queries as keys.*\(2, 3, 4, 8\).*\(2, 3, 6, 8\)"),
     "unknown feature map": (lambda: L.linear_attention(Q, K, V, feature_map="softmax"),

@@ -19,16 +19,16 @@ import math
 
 import pytest
 import torch
+from helpers import assert_rejected, rand_mask, randn
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 from torch import nn
 
 from attention_lib.efficient import lowrank as LR
 from attention_lib.efficient.memory import peak_memory
 from attention_lib.functional import reference_attention
 from attention_lib.layers import MultiHeadAttention
-from helpers import assert_rejected, rand_mask, randn
-from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
 
 def _qkv(b, h, nq, nk, d, dv, gen, dtype=torch.float64, device="cpu", scale=1.0):
@@ -336,10 +336,10 @@ def test_bad_inputs_name_the_argument():
         "not a tensor": (lambda: LR.linformer_attention(q, k, v, [[1.0]]), TypeError,
                          r"E must be a torch.Tensor"),
         "mask dtype": (lambda: LR.linformer_attention(q, k, v, E, None, torch.ones(6)),
-                       TypeError, r"key_padding_mask must have dtype torch.bool"),
+                       TypeError, r"attn_mask must have dtype torch.bool"),
         "mask shape": (lambda: LR.linformer_attention(
             q, k, v, E, None, torch.ones(2, 1, 6, 6, dtype=torch.bool)), ValueError,
-            r"key_padding_mask with shape \(2, 1, 6, 6\) does not broadcast"),
+            r"attn_mask must hide whole keys, shape \(B, H, 1, Nk\) = .* got \(2, 1, 6, 6\)"),
         "query rank": (lambda: LR.linformer_attention(q[0], k, v, E), ValueError,
                        r"query must be 4-D"),
         "scale": (lambda: LR.linformer_attention(q, k, v, E, scale="1"), TypeError, "scale"),

@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import mha_from_torch, rand_mask, randn, randomize_
+from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 from torch import nn
 
 from attention_lib import functional as AF
 from attention_lib import masks as M
 from attention_lib.utils import import_d2l
-from helpers import mha_from_torch, rand_mask, randn, randomize_
-from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
 LENGTHS = [[3, 0, 5, 1], [1], [4, 4], [0, 0, 2]]
 
@@ -32,8 +32,8 @@ def test_padding_mask_vs_loop(lengths, extra, int_dtype):
 
 
 @pytest.mark.parametrize("lengths", LENGTHS, ids=str)
-def test_key_padding_mask_shape_and_values(lengths):
-    kpm = M.key_padding_mask(torch.tensor(lengths), max(lengths) + 1)
+def test_key_mask_shape_and_values(lengths):
+    kpm = M.key_mask(torch.tensor(lengths), max(lengths) + 1)
     assert kpm.shape == (len(lengths), 1, 1, max(lengths) + 1)
     for b, L in enumerate(lengths):
         assert kpm[b, 0, 0].tolist() == [j < L for j in range(max(lengths) + 1)]
@@ -41,12 +41,12 @@ def test_key_padding_mask_shape_and_values(lengths):
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 @pytest.mark.parametrize("fn", [AF.reference_attention, AF.attention])
-def test_key_padding_mask_equals_truncating_the_keys(dtype, fn, gen):
+def test_key_mask_equals_truncating_the_keys(dtype, fn, gen):
     """Hiding keys >= L is the same as computing attention on the first L keys alone."""
     lengths = [3, 6, 1]
     b, h, nq, nk, d = 3, 2, 4, 6, 5
     q, k, v = (randn(b, h, n, d, gen=gen, dtype=dtype) for n in (nq, nk, nk))
-    out = fn(q, k, v, M.key_padding_mask(torch.tensor(lengths), nk))
+    out = fn(q, k, v, M.key_mask(torch.tensor(lengths), nk))
     for i, L in enumerate(lengths):
         alone = F.scaled_dot_product_attention(q[i:i + 1], k[i:i + 1, :, :L], v[i:i + 1, :, :L])
         assert_close(out[i:i + 1], alone)
@@ -56,7 +56,7 @@ def test_key_padding_mask_equals_truncating_the_keys(dtype, fn, gen):
 def test_masks_follow_lengths_device(device):
     lengths = torch.tensor([2, 3], device=device)
     assert M.padding_mask(lengths).device == lengths.device
-    assert M.key_padding_mask(lengths).device == lengths.device
+    assert M.key_mask(lengths).device == lengths.device
     assert M.causal_mask(3, device=device).device.type == device
 
 
@@ -196,3 +196,25 @@ def test_from_valid_lens_zero_length_gives_zeros_where_d2l_gives_uniform(d2l, ge
     assert (ours[0] == 0).all()
     assert_close(theirs[0], torch.full((3, 4), 0.25))
     assert_close(ours[1], theirs[1])
+
+
+# --------------------------------------------------------------------------- offsets, keys
+@pytest.mark.parametrize("nq,nk", [(1, 5), (3, 7), (4, 4)])
+def test_causal_mask_offset_is_the_kv_cache_rows(nq, nk):
+    """New queries after a cache of nk - nq positions: the last nq rows of the square mask."""
+    assert torch.equal(M.causal_mask(nq, nk, offset=nk - nq), M.causal_mask(nk)[nk - nq:])
+    expected = torch.tensor([[j <= i - 1 for j in range(nk)] for i in range(nq)])
+    assert torch.equal(M.causal_mask(nq, nk, offset=-1), expected)
+    assert torch.equal(M.causal_mask(nq, nk), M.create_mask(M.causal_mod, nq, nk))
+
+
+def test_per_key_mask_accepts_key_masks_and_refuses_query_masks():
+    q, k = torch.zeros(2, 3, 4, 8), torch.zeros(2, 3, 6, 8)
+    km = M.key_mask(torch.tensor([6, 2]))  # (B, 1, 1, Nk)
+    assert torch.equal(M.per_key_mask(km, q, k), km[:, :, 0])  # (B, 1, Nk)
+    assert M.per_key_mask(None, q, k) is None
+    assert M.per_key_mask(torch.ones(6, dtype=torch.bool), q, k).shape == (1, 1, 6)
+    with pytest.raises(ValueError, match=r"attn_mask must hide whole keys, shape \(B, H, 1, "
+                                         r"Nk\) = \(2, 3, 1, 6\) or broadcastable, got "
+                                         r"\(4, 6\).*is_causal=True.*exact family"):
+        M.per_key_mask(M.causal_mask(4, 6), q, k)

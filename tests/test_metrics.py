@@ -16,10 +16,20 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attention_lib.metrics import (DEFAULT_LENGTH_BUCKETS, alignment_error_rate, attention_aer,
-                                   bleu_by_length, bleu_score, corpus_bleu, d2l_weights,
-                                   diagonal_attention, hard_alignment, sentence_bleu,
-                                   uniform_attention, uniform_baseline_aer)
+from attention_lib.metrics import (
+    DEFAULT_LENGTH_BUCKETS,
+    alignment_error_rate,
+    attention_aer,
+    bleu_by_length,
+    bleu_score,
+    corpus_bleu,
+    d2l_weights,
+    diagonal_attention,
+    hard_alignment,
+    sentence_bleu,
+    uniform_attention,
+    uniform_baseline_aer,
+)
 from attention_lib.utils import import_d2l
 
 sacrebleu = pytest.importorskip("sacrebleu")

@@ -12,19 +12,24 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import mha_from_torch, rand_mask, randn, randomize_
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from attention_lib import functional as AF
 from attention_lib import masks as M
 from attention_lib.layers import MultiHeadAttention
-from attention_lib.multihead import (KVCache, attention_cost, kv_cache_bytes,
-                                     multi_head_attention_loop, repeat_kv)
+from attention_lib.multihead import (
+    KVCache,
+    attention_cost,
+    kv_cache_bytes,
+    multi_head_attention_loop,
+    repeat_kv,
+)
 from attention_lib.position import rotary_embedding
-from helpers import mha_from_torch, rand_mask, randn, randomize_
-from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
 HEADS = [(4, 4), (4, 2), (4, 1), (6, 3), (6, 2)]  # (num_heads, num_kv_heads)
 MASKS = [None, "(Nq, Nk)", "(B, 1, 1, Nk)", "(B, H, Nq, Nk)", "causal"]

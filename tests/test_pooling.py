@@ -12,11 +12,11 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import FLOAT_DTYPES, assert_close
 
 import attention_lib as al
 from attention_lib import pooling
 from attention_lib._validate import shape_str
-from tolerances import FLOAT_DTYPES, assert_close
 
 KERNEL_NAMES = ["gaussian", "boxcar", "epanechnikov"]
 

@@ -11,14 +11,18 @@ import math
 
 import pytest
 import torch
+from helpers import randn
 from hypothesis import given
 from hypothesis import strategies as st
-
-from attention_lib.position import sinusoidal_encoding
-from attention_lib.position import (RotaryEmbedding, rotary_embedding, rotary_frequencies,
-                                    sinusoidal_shift_matrix)
-from helpers import randn
 from tolerances import DEVICES, FLOAT_DTYPES, assert_close
+
+from attention_lib.position import (
+    RotaryEmbedding,
+    rotary_embedding,
+    rotary_frequencies,
+    sinusoidal_encoding,
+    sinusoidal_shift_matrix,
+)
 
 
 def complex_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0,

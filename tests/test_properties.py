@@ -11,14 +11,14 @@ from typing import Optional
 
 import pytest
 import torch
+from helpers import randomize_
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import assert_close
 
 from attention_lib import functional as AF
 from attention_lib import layers as L
 from attention_lib import masks as M
-from helpers import randomize_
-from tolerances import assert_close
 
 ATTENTION_FNS = [AF.reference_attention, AF.attention]
 FN_IDS = ["reference_attention", "attention"]
@@ -210,7 +210,7 @@ def test_mha_batch_independence(b, nq, nk, heads, dh, seed):
     x = torch.randn(b, nq, e, generator=gen, dtype=torch.float64)
     kv = torch.randn(b, nk, e, generator=gen, dtype=torch.float64)
     lengths = torch.randint(1, nk + 1, (b,), generator=gen)
-    mask = M.key_padding_mask(lengths, nk)
+    mask = M.key_mask(lengths, nk)
     with torch.no_grad():
         out = mha(x, kv, kv, mask)
         for i in range(b):
@@ -238,7 +238,7 @@ def test_broadcast_mask_equals_expanded_mask(fn, c):
 def test_key_padding_equals_truncating_keys(c, data):
     b, nk = c.q.shape[0], c.k.shape[2]
     lengths = data.draw(st.lists(st.integers(1, nk), min_size=b, max_size=b))
-    out = AF.reference_attention(c.q, c.k, c.v, M.key_padding_mask(torch.tensor(lengths), nk))
+    out = AF.reference_attention(c.q, c.k, c.v, M.key_mask(torch.tensor(lengths), nk))
     for i, n in enumerate(lengths):
         alone = AF.reference_attention(c.q[i:i + 1], c.k[i:i + 1, :, :n], c.v[i:i + 1, :, :n])
         assert_close(out[i:i + 1], alone)
@@ -316,3 +316,38 @@ def test_gradcheck_masked_softmax(c):
     scores = (c.q @ c.k.transpose(-2, -1)).detach().requires_grad_()
     assert torch.autograd.gradcheck(lambda s: AF.masked_softmax(s, c.mask), (scores,),
                                     eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- log-sum-exp
+@given(c=cases())
+def test_masked_softmax_lse_is_the_logsumexp_of_the_kept_scores(c):
+    s = c.q @ c.k.transpose(-2, -1)  # (B, H, Nq, Nk)
+    w, lse = AF.masked_softmax(s, c.mask, return_lse=True)
+    assert_close(w, AF.masked_softmax(s, c.mask))  # the same weights
+    expected = s.masked_fill(~c.keep, float("-inf")).logsumexp(-1)  # -inf on empty rows
+    assert_close(lse, expected)
+    assert torch.equal(torch.isneginf(lse), ~c.keep.any(-1))
+
+
+@given(c=cases(), cut=st.integers(0, 9), is_causal=st.booleans())
+def test_merging_two_key_sets_by_lse_is_attention_over_their_union(c, cut, is_causal):
+    """Attention over keys [0, cut) and [cut, Nk) separately, merged: the full attention,
+    and zeros (never NaN) where a row has nothing in either part."""
+    s = c.q @ c.k.transpose(-2, -1) * c.q.shape[-1] ** -0.5
+    keep = c.keep & (torch.ones(s.shape[-2:], dtype=torch.bool).tril() if is_causal else True)
+    first = torch.arange(s.shape[-1]) < cut  # (Nk,)
+    parts = [AF.masked_softmax(s, keep & part, return_lse=True) for part in (first, ~first)]
+    out, lse = AF.merge_by_lse(torch.stack([w @ c.v for w, _ in parts]),
+                               torch.stack([lse for _, lse in parts]))
+    expected = AF.reference_attention(c.q, c.k, c.v, c.mask, is_causal=is_causal)
+    assert not torch.isnan(out).any() and not torch.isnan(lse).any()
+    assert_close(out, expected)
+    assert_close(lse, s.masked_fill(~keep, float("-inf")).logsumexp(-1))
+    # the scattered form (any number of parts per row) agrees with the stacked one
+    b, h, nq, dv = out.shape
+    outs = torch.stack([w @ c.v for w, _ in parts], dim=2).reshape(b, h, 2 * nq, dv)
+    lses = torch.stack([lse for _, lse in parts], dim=2).reshape(b, h, 2 * nq)
+    index = torch.arange(nq).repeat(2).expand(b, h, -1)  # entry p * Nq + i: part p of row i
+    out_i, lse_i = AF.merge_by_lse(outs, lses, index=index, size=nq)
+    assert_close(out_i, out)
+    assert_close(lse_i, lse)

@@ -18,16 +18,15 @@ import math
 
 import pytest
 import torch
+from helpers import assert_rejected, rand_mask, randn
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import DEVICES, assert_close
 
-from attention_lib import masks as M
 from attention_lib import MultiHeadAttention, reference_attention
+from attention_lib import masks as M
 from attention_lib.efficient import linear as L
 from attention_lib.efficient import random_features as R
-from helpers import rand_mask, randn
-from tolerances import DEVICES, assert_close
-from helpers import assert_rejected
 
 
 def iid_draws(num_draws: int, m: int, d: int, gen) -> torch.Tensor:
@@ -238,7 +237,7 @@ def test_performer_approaches_softmax_attention(is_causal, gen):
     q, k = q * 0.5, k * 0.5  # an input scale where random features work (see chapter 15)
     ref = reference_attention(q, k, v, is_causal=is_causal)
     for orthogonal in (False, True):
-        def err(m, g):
+        def err(m, g, orthogonal=orthogonal):
             p = R.random_projection(m, 16, generator=g, orthogonal=orthogonal,
                                     dtype=torch.float64)
             return _rel(R.performer_attention(q, k, v, p, is_causal=is_causal), ref)
@@ -409,9 +408,11 @@ def test_gradcheck_performer_rfa_and_gated():
     proj = R.random_projection(4, 3, generator=gen, dtype=torch.float64)
     for causal in (False, True):
         for kind in ("positive", "trig"):
-            assert torch.autograd.gradcheck(lambda a, b, c: R.performer_attention(
-                a, b, c, proj, is_causal=causal, kind=kind, chunk_size=4), (q, k, v))
-        assert torch.autograd.gradcheck(lambda a, b, c: R.rfa_attention(
+            assert torch.autograd.gradcheck(lambda a, b, c, causal=causal, kind=kind:
+                                            R.performer_attention(a, b, c, proj,
+                                                                  is_causal=causal, kind=kind,
+                                                                  chunk_size=4), (q, k, v))
+        assert torch.autograd.gradcheck(lambda a, b, c, causal=causal: R.rfa_attention(
             a, b, c, proj, is_causal=causal, sigma=0.7), (q, k, v))
     gate = torch.rand(1, 1, 5, generator=gen, dtype=torch.float64).requires_grad_()
     phi_q, phi_k = (randn(1, 1, 5, 4, gen=gen).exp().requires_grad_() for _ in range(2))
@@ -455,7 +456,8 @@ CASES = {
     "mse m": (lambda: R.softmax_kernel_mse(f(3), f(3), 0), ValueError,
               r"num_features must be an int >= 1"),
     "mask": (lambda: R.performer_attention(Q, K, V, P, torch.ones(2, 1, 4, 6, dtype=torch.bool)),
-             ValueError, r"key_padding_mask with shape \(2, 1, 4, 6\) does not broadcast"),
+             ValueError, r"attn_mask must hide whole keys, shape \(B, H, 1, Nk\) = .* got "
+                         r"\(2, 1, 4, 6\)"),
     "module feature": (lambda: R.RandomFeatures(2, 4, feature="exp"), ValueError,
                        r"feature must be one of"),
     "gated performer": (lambda: R.RandomFeatures(2, 4, feature="positive", gated=True),

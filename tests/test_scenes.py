@@ -10,13 +10,23 @@ import math
 
 import pytest
 import torch
+from helpers import assert_rejected
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attention_lib.scenes import (COLOURS, OBJECT_WORDS, SCENE_WORDS, SHAPES, make_scenes,
-                                  render_shape, scene_batch, scene_batches, scene_label_names,
-                                  scene_labels, scene_vocab)
-from helpers import assert_rejected
+from attention_lib.scenes import (
+    COLOURS,
+    OBJECT_WORDS,
+    SCENE_WORDS,
+    SHAPES,
+    make_scenes,
+    render_shape,
+    scene_batch,
+    scene_batches,
+    scene_label_names,
+    scene_labels,
+    scene_vocab,
+)
 
 RELATION_WORDS = {"left", "of", "above", "below"}
 

@@ -14,12 +14,12 @@ import itertools
 
 import pytest
 import torch
+from helpers import assert_rejected, randn
+from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
 from attention_lib import MultiHeadAttention, reference_attention
 from attention_lib.efficient import sinkhorn as S
 from attention_lib.efficient.memory import peak_memory
-from helpers import assert_rejected, randn
-from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
 
 def _qkv(gen, n=24, d=5, dv=4, dtype=torch.float64, device="cpu"):

@@ -1,4 +1,4 @@
-"""Sparse patterns: the masks against their definitions, the blocked code against the reference.
+"""Sparse patterns: the masks (in ``attention_lib.masks``) against their definitions, the blocked code against the reference.
 
 * every mask builder against the pattern's definition written as a Python loop over (i, j),
   and every ``mask_mod`` against ``torch.nn.attention.flex_attention.create_mask``;
@@ -13,14 +13,14 @@ import math
 
 import pytest
 import torch
+from helpers import randn
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
-from attention_lib import reference_attention
+from attention_lib import masks, reference_attention
 from attention_lib.efficient import sparse
 from attention_lib.efficient.memory import peak_memory
-from helpers import randn
-from tolerances import DEVICES, FLOAT_DTYPES, assert_close
 
 
 def _qkv(n, d, dv, gen, dtype=torch.float64, device="cpu", b=2, h=2):
@@ -41,11 +41,11 @@ def test_masks_match_their_definitions(is_causal):
     w, dil = 3, 4
     glob = {0, 7, 22}
     checks = {
-        "sliding": (sparse.sliding_window_mask(n, w, is_causal=is_causal),
+        "sliding": (masks.sliding_window_mask(n, w, is_causal=is_causal),
                     lambda i, j: abs(i - j) <= w and c(i, j)),
-        "dilated": (sparse.dilated_window_mask(n, w, dil, is_causal=is_causal),
+        "dilated": (masks.dilated_window_mask(n, w, dil, is_causal=is_causal),
                     lambda i, j: any(j == i + t * dil for t in range(-w, w + 1)) and c(i, j)),
-        "longformer": (sparse.longformer_mask(n, 2, torch.tensor(sorted(glob)),
+        "longformer": (masks.longformer_mask(n, 2, torch.tensor(sorted(glob)),
                                               is_causal=is_causal),
                        lambda i, j: (abs(i - j) <= 2 or i in glob or j in glob) and c(i, j)),
     }
@@ -57,21 +57,21 @@ def test_masks_match_their_definitions(is_causal):
 def test_bigbird_mask_matches_its_definition():
     n, bs, ng, wb = 30, 4, 1, 1
     nb = math.ceil(n / bs)
-    rb = sparse.random_blocks(nb, 2, num_global_blocks=ng, window_blocks=wb,
+    rb = masks.random_blocks(nb, 2, num_global_blocks=ng, window_blocks=wb,
                               generator=torch.Generator().manual_seed(3))
     rand = {(a, int(c)) for a in range(nb) for c in rb[a] if c >= 0}
 
     def allowed(i, j):
         a, c = i // bs, j // bs
         return abs(a - c) <= wb or a < ng or c < ng or (a, c) in rand
-    assert torch.equal(sparse.bigbird_mask(n, bs, rb, num_global_blocks=ng), _loop_mask(n, allowed))
+    assert torch.equal(masks.bigbird_mask(n, bs, rb, num_global_blocks=ng), _loop_mask(n, allowed))
 
 
 @pytest.mark.parametrize("is_causal", [False, True])
 @given(nb=st.integers(1, 20), r=st.integers(0, 5), wb=st.integers(0, 2), ng=st.integers(0, 3),
        seed=st.integers(0, 2**16))
 def test_random_blocks_are_new_distinct_and_as_many_as_possible(is_causal, nb, r, wb, ng, seed):
-    rb = sparse.random_blocks(nb, r, window_blocks=wb, num_global_blocks=ng, is_causal=is_causal,
+    rb = masks.random_blocks(nb, r, window_blocks=wb, num_global_blocks=ng, is_causal=is_causal,
                               generator=torch.Generator().manual_seed(seed))
     assert rb.shape == (nb, r) and rb.dtype == torch.long
     for b in range(nb):
@@ -84,24 +84,24 @@ def test_random_blocks_are_new_distinct_and_as_many_as_possible(is_causal, nb, r
 
 
 def test_random_blocks_follow_the_generator():
-    a = sparse.random_blocks(16, 3, generator=torch.Generator().manual_seed(1))
-    b = sparse.random_blocks(16, 3, generator=torch.Generator().manual_seed(1))
-    c = sparse.random_blocks(16, 3, generator=torch.Generator().manual_seed(2))
+    a = masks.random_blocks(16, 3, generator=torch.Generator().manual_seed(1))
+    b = masks.random_blocks(16, 3, generator=torch.Generator().manual_seed(1))
+    c = masks.random_blocks(16, 3, generator=torch.Generator().manual_seed(2))
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
 def test_mask_mods_agree_with_flex_attention_create_mask():
     flex = pytest.importorskip("torch.nn.attention.flex_attention")
     n = 21
-    layout = sparse.bigbird_layout(6, sparse.random_blocks(
+    layout = masks.bigbird_layout(6, masks.random_blocks(
         6, 2, generator=torch.Generator().manual_seed(0)))
-    mods = [sparse.causal_mod, sparse.sliding_window_mod(3), sparse.dilated_window_mod(2, 3),
-            sparse.global_tokens_mod(torch.tensor([0, 5])), sparse.block_layout_mod(layout, 4),
-            sparse.and_masks(sparse.sliding_window_mod(4), sparse.causal_mod),
-            sparse.or_masks(sparse.sliding_window_mod(1), sparse.global_tokens_mod(2))]
+    mods = [masks.causal_mod, masks.sliding_window_mod(3), masks.dilated_window_mod(2, 3),
+            masks.global_tokens_mod(torch.tensor([0, 5])), masks.block_layout_mod(layout, 4),
+            masks.and_masks(masks.sliding_window_mod(4), masks.causal_mod),
+            masks.or_masks(masks.sliding_window_mod(1), masks.global_tokens_mod(2))]
     for mod in mods:
         theirs = flex.create_mask(mod, None, None, n, n, device="cpu")[0, 0]
-        assert torch.equal(sparse.create_mask(mod, n), theirs)
+        assert torch.equal(masks.create_mask(mod, n), theirs)
 
 
 # --------------------------------------------------------------------------- blocked == masked
@@ -117,7 +117,7 @@ def test_sliding_window_equals_masked_reference(n, window, block, d, is_causal, 
     q, k, v = _qkv(n, d, 3, gen)
     out = sparse.sliding_window_attention(q, k, v, window, is_causal=is_causal,
                                           block_size=block)
-    _check(out, q, k, v, sparse.sliding_window_mask(n, window, is_causal=is_causal))
+    _check(out, q, k, v, masks.sliding_window_mask(n, window, is_causal=is_causal))
 
 
 @given(n=st.integers(1, 70), window=st.integers(0, 8), dilation=st.integers(1, 6),
@@ -128,7 +128,7 @@ def test_dilated_window_equals_masked_reference(n, window, dilation, block, d, i
     q, k, v = _qkv(n, d, 2, gen)
     out = sparse.dilated_window_attention(q, k, v, window, dilation, is_causal=is_causal,
                                           block_size=block)
-    _check(out, q, k, v, sparse.dilated_window_mask(n, window, dilation, is_causal=is_causal))
+    _check(out, q, k, v, masks.dilated_window_mask(n, window, dilation, is_causal=is_causal))
 
 
 @given(n=st.integers(1, 70), window=st.integers(0, 10), block=st.one_of(st.none(),
@@ -140,7 +140,7 @@ def test_longformer_equals_masked_reference(n, window, block, globals_, d, is_ca
     q, k, v = _qkv(n, d, 4, gen)
     g = globals_ if isinstance(globals_, int) else torch.tensor([x % n for x in globals_])
     out = sparse.longformer_attention(q, k, v, window, g, is_causal=is_causal, block_size=block)
-    _check(out, q, k, v, sparse.longformer_mask(n, window, g, is_causal=is_causal))
+    _check(out, q, k, v, masks.longformer_mask(n, window, g, is_causal=is_causal))
 
 
 @given(n=st.integers(1, 70), bs=st.integers(1, 12), r=st.integers(0, 3), wb=st.integers(0, 2),
@@ -149,11 +149,11 @@ def test_longformer_equals_masked_reference(n, window, block, globals_, d, is_ca
 def test_bigbird_equals_masked_reference(n, bs, r, wb, ng, d, is_causal, seed):
     gen = torch.Generator().manual_seed(seed)
     q, k, v = _qkv(n, d, 3, gen)
-    rb = sparse.random_blocks(math.ceil(n / bs), r, window_blocks=wb, num_global_blocks=ng,
+    rb = masks.random_blocks(math.ceil(n / bs), r, window_blocks=wb, num_global_blocks=ng,
                               is_causal=is_causal, generator=gen)
     kw = dict(window_blocks=wb, num_global_blocks=ng, is_causal=is_causal)
     out = sparse.bigbird_attention(q, k, v, bs, rb, **kw)
-    _check(out, q, k, v, sparse.bigbird_mask(n, bs, rb, **kw))
+    _check(out, q, k, v, masks.bigbird_mask(n, bs, rb, **kw))
 
 
 @given(n=st.integers(1, 50), bs=st.integers(1, 12), p=st.floats(0.0, 1.0),
@@ -165,7 +165,7 @@ def test_block_sparse_equals_masked_reference(n, bs, p, is_causal, seed):
     nb = math.ceil(n / bs)
     layout = torch.rand(nb, nb, generator=gen) < p
     out = sparse.block_sparse_attention(q, k, v, layout, bs, is_causal=is_causal)
-    mask = sparse.create_mask(sparse.block_layout_mod(layout, bs), n)
+    mask = masks.create_mask(masks.block_layout_mod(layout, bs), n)
     assert_close(out, reference_attention(q, k, v, mask, is_causal=is_causal))
 
 
@@ -179,18 +179,18 @@ def test_every_pattern_on_each_dtype_and_device(device, dtype, is_causal, chunk,
         monkeypatch.setattr(sparse, "CHUNK_ELEMENTS", chunk)
     n, d = 77, 13  # N not a multiple of any block size below, odd head dim
     q, k, v = _qkv(n, d, 6, gen, dtype=dtype, device=device)
-    rb = sparse.random_blocks(math.ceil(n / 8), 2, is_causal=is_causal, generator=gen)
+    rb = masks.random_blocks(math.ceil(n / 8), 2, is_causal=is_causal, generator=gen)
     cases = [
         (sparse.sliding_window_attention(q, k, v, 5, is_causal=is_causal, block_size=4),
-         sparse.sliding_window_mask(n, 5, is_causal=is_causal, device=device)),
+         masks.sliding_window_mask(n, 5, is_causal=is_causal, device=device)),
         (sparse.dilated_window_attention(q, k, v, 3, 4, is_causal=is_causal),
-         sparse.dilated_window_mask(n, 3, 4, is_causal=is_causal, device=device)),
+         masks.dilated_window_mask(n, 3, 4, is_causal=is_causal, device=device)),
         (sparse.longformer_attention(q, k, v, 4, torch.tensor([0, 40, 76]),
                                      is_causal=is_causal),
-         sparse.longformer_mask(n, 4, torch.tensor([0, 40, 76]), is_causal=is_causal,
+         masks.longformer_mask(n, 4, torch.tensor([0, 40, 76]), is_causal=is_causal,
                                 device=device)),
         (sparse.bigbird_attention(q, k, v, 8, rb, is_causal=is_causal),
-         sparse.bigbird_mask(n, 8, rb.to(device), is_causal=is_causal)),
+         masks.bigbird_mask(n, 8, rb.to(device), is_causal=is_causal)),
     ]
     for out, mask in cases:
         assert out.dtype == dtype and out.device == q.device
@@ -202,14 +202,14 @@ def test_half_precision_within_its_tolerance(dtype, gen):
     q, k, v = _qkv(50, 16, 16, gen, dtype=dtype)
     out = sparse.sliding_window_attention(q, k, v, 6, block_size=8)
     assert out.dtype == dtype
-    _check(out, q, k, v, sparse.sliding_window_mask(50, 6))
+    _check(out, q, k, v, masks.sliding_window_mask(50, 6))
 
 
 def test_gradients_match_the_masked_reference(gen):
     n = 29
     q, k, v = _qkv(n, 5, 4, gen)
     upstream = randn(2, 2, n, 4, gen=gen)
-    mask = sparse.longformer_mask(n, 3, 2, is_causal=True)
+    mask = masks.longformer_mask(n, 3, 2, is_causal=True)
     grads = []
     for fn in (lambda a, b, c: sparse.longformer_attention(a, b, c, 3, 2, is_causal=True,
                                                            block_size=4),
@@ -223,7 +223,7 @@ def test_gradients_match_the_masked_reference(gen):
 
 def test_scale_argument(gen):
     q, k, v = _qkv(20, 4, 4, gen)
-    _check_scaled = reference_attention(q, k, v, sparse.sliding_window_mask(20, 3), scale=0.7)
+    _check_scaled = reference_attention(q, k, v, masks.sliding_window_mask(20, 3), scale=0.7)
     assert_close(sparse.sliding_window_attention(q, k, v, 3, scale=0.7), _check_scaled)
 
 
@@ -235,7 +235,7 @@ PATTERNS = {
     "dilated_window": lambda q, k, v: sparse.dilated_window_attention(q, k, v, 32, 4),
     "longformer": lambda q, k, v: sparse.longformer_attention(q, k, v, 64, 8),
     "bigbird": lambda q, k, v: sparse.bigbird_attention(
-        q, k, v, 32, sparse.random_blocks(q.shape[-2] // 32, 2,
+        q, k, v, 32, masks.random_blocks(q.shape[-2] // 32, 2,
                                           generator=torch.Generator().manual_seed(0))),
 }
 

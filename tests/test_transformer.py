@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import assert_rejected, randn, randomize_
+from tolerances import assert_close
 from torch import nn
 
 from attention_lib import masks as M
@@ -19,11 +21,15 @@ from attention_lib.data import make_corpus
 from attention_lib.diagnostics import causal_leakage
 from attention_lib.seq2seq import beam_search, greedy_decode, teacher_forced_attention, translate
 from attention_lib.train import masked_cross_entropy, train_seq2seq
-from attention_lib.transformer import (SequenceBatchNorm, Transformer, TransformerDecoder,
-                                       TransformerDecoderLayer, TransformerEncoder,
-                                       TransformerEncoderLayer, copy_from_torch)
-from helpers import assert_rejected, randn, randomize_
-from tolerances import assert_close
+from attention_lib.transformer import (
+    SequenceBatchNorm,
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+    copy_from_torch,
+)
 
 D, H, F = 16, 4, 24
 

@@ -9,18 +9,33 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_rejected, randn, randomize_
+from tolerances import assert_close
 
 from attention_lib.layers import AdditiveAttention
 from attention_lib.scenes import make_scenes, scene_batch, scene_vocab
 from attention_lib.seq2seq import BahdanauDecoder, PlainDecoder, greedy_decode
-from attention_lib.vision import (CBAM, AttentionCaptioner, ChannelAttention, GridEncoder,
-                                  PatchEmbedding, PlainCaptioner, SceneClassifier,
-                                  SpatialAttention, SqueezeExcitation, TinyViT,
-                                  caption_attention, cls_attention, load_captioner,
-                                  object_word_attention, pointing_accuracy, pointing_hits,
-                                  region_to_grid, train_captioner, uniform_pointing_accuracy)
-from helpers import assert_rejected, randn, randomize_
-from tolerances import assert_close
+from attention_lib.vision import (
+    CBAM,
+    AttentionCaptioner,
+    ChannelAttention,
+    GridEncoder,
+    PatchEmbedding,
+    PlainCaptioner,
+    SceneClassifier,
+    SpatialAttention,
+    SqueezeExcitation,
+    TinyViT,
+    caption_attention,
+    cls_attention,
+    load_captioner,
+    object_word_attention,
+    pointing_accuracy,
+    pointing_hits,
+    region_to_grid,
+    train_captioner,
+    uniform_pointing_accuracy,
+)
 
 DT = torch.float64
 

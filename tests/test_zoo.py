@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import assert_rejected, randn
+from tolerances import assert_close
 
 from attention_lib import reference_attention
 from attention_lib.efficient import zoo
-from attention_lib.efficient.sparse import sliding_window_mask
-from helpers import assert_rejected, randn
-from tolerances import assert_close
+from attention_lib.masks import sliding_window_mask
 
 WINDOW = 16
 
@@ -99,12 +99,12 @@ CASES = {
     "unknown name": (lambda: zoo.sweep([16], names=["nope"]), ValueError,
                      r"unknown variant name\(s\) \['nope'\]; known: "),
     "bad size": (lambda: zoo.sweep([0], names=["sdpa"]), ValueError,
-                 r"sizes must be positive ints, got 0"),
+                 r"sizes must be an int >= 1, got 0"),
     "bad window": (lambda: zoo.catalog(window=0), ValueError,
-                   r"window must be a positive int, got 0"),
+                   r"window must be an int >= 1, got 0"),
     "bad repeats": (lambda: zoo.measure(zoo.catalog(head_dim=4), *[torch.ones(1, 1, 4, 4)] * 3,
                                         repeats=0), ValueError,
-                    r"repeats must be a positive int, got 0"),
+                    r"repeats must be an int >= 1, got 0"),
     "bad qkv": (lambda: zoo.targets(torch.ones(1, 4, 4), torch.ones(1, 4, 4),
                                     torch.ones(1, 4, 4)), ValueError, r"query must be 4-D"),
     "shape mismatch": (lambda: zoo.relative_error(torch.ones(2), torch.ones(3)), ValueError,

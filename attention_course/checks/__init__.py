@@ -11,8 +11,20 @@
 Checks are public (they ship with the library); the instructor's hidden checks and
 reference solutions live outside the package (see :mod:`attention_course.grading`).
 """
-from .core import (TIERS, Assignment, Case, Check, Exercise, Mistake, Verdict, all_exercises,
-                   assignments, get_assignment, get_exercise, register)
+from .core import (
+                   TIERS,
+                   Assignment,
+                   Case,
+                   Check,
+                   Exercise,
+                   Mistake,
+                   Verdict,
+                   all_exercises,
+                   assignments,
+                   get_assignment,
+                   get_exercise,
+                   register,
+)
 from .kinds import answer_check, grad_check, output_check, trace_check
 from .report import CheckReport, CheckResult, check, judge_check, run_checks
 

@@ -18,8 +18,16 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 
-from .compare import (as_tensor, compare_tensors, describe, error_hint, expected_output,
-                      match_mistake, shape_hint, upcast)
+from .compare import (
+    as_tensor,
+    compare_tensors,
+    describe,
+    error_hint,
+    expected_output,
+    match_mistake,
+    shape_hint,
+    upcast,
+)
 from .core import Case, Check, Exercise, Verdict
 
 __all__ = ["output_check", "grad_check", "trace_check", "answer_check", "status_problem",

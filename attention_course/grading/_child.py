@@ -293,6 +293,7 @@ def main(root: str) -> None:
 
     # ---- everything the runner needs, imported before the submission can interfere
     import torch
+
     import attention_lib
     from attention_course.checks import probe as probe_mod
     try:

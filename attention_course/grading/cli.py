@@ -87,8 +87,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
 
     if args.command == "selftest":
-        from .instructor import find_instructor_dirs, load_hidden_checks, load_solutions, \
-            selftest
+        from .instructor import find_instructor_dirs, load_hidden_checks, load_solutions, selftest
         sol, hid = find_instructor_dirs(args.solutions, args.hidden_checks)
         if sol is None:
             print("no solutions folder found", file=sys.stderr)

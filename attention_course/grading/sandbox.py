@@ -311,9 +311,10 @@ def _read_only_dirs(runner: Optional[Path]) -> List[Tuple[str, str]]:
     """(source, destination) pairs mounted read-only: the system's libraries, Python, the
     installed packages, attention_lib, and the runner (on top of any installed
     attention_course, so the real one is never visible)."""
-    import attention_lib
     import site
     import sysconfig
+
+    import attention_lib
     pairs = []
     for d in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc/fonts",
               "/etc/ld.so.cache", "/etc/alternatives"):

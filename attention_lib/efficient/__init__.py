@@ -3,8 +3,8 @@
 * :mod:`~attention_lib.efficient.flash` -- exact attention by tiles with the online softmax
   (FlashAttention), O(N) memory, with a recomputing backward pass            (chapter 16)
 * :mod:`~attention_lib.efficient.sparse` -- fixed sparse patterns (sliding window, dilated,
-  global tokens, BigBird random blocks): dense masks for the pictures, and blocked
-  implementations whose cost grows as O(N w)                                 (chapter 11)
+  global tokens, BigBird random blocks): blocked implementations whose cost grows as O(N w);
+  their dense masks, for the pictures, are in :mod:`attention_lib.masks`    (chapter 11)
 * :mod:`~attention_lib.efficient.clustered` -- learned sparsity by bucketing: angular LSH with
   shared QK (Reformer), k-means routing (Routing Transformer), sorted and chunked   (chapter 12)
 * :mod:`~attention_lib.efficient.sinkhorn` -- Sparse Sinkhorn attention: blocks sorted by a
@@ -28,13 +28,17 @@ projections of the sequence axis, random features) give a small callable module 
   and ``measure`` / ``sweep`` to compare time, memory and error on equal terms (chapter 17)
 """
 from . import clustered, flash, linear, lowrank, memory, random_features, sinkhorn, sparse, zoo
-from .flash import (OnlineSoftmaxState, flash_attention, flash_attention_lse, online_softmax,
-                    tile_schedule)
-from .memory import MemoryStats, peak_memory
-
 from .clustered import *  # noqa: F401,F403
+from .flash import (
+                    OnlineSoftmaxState,
+                    flash_attention,
+                    flash_attention_lse,
+                    online_softmax,
+                    tile_schedule,
+)
 from .linear import *  # noqa: F401,F403
 from .lowrank import *  # noqa: F401,F403
+from .memory import MemoryStats, peak_memory
 from .random_features import *  # noqa: F401,F403
 from .sinkhorn import *  # noqa: F401,F403
 from .sparse import *  # noqa: F401,F403

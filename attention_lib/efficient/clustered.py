@@ -40,8 +40,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_qkv, check_tensor, shape_str
+from .._validate import (
+    check_device,
+    check_float,
+    check_int,
+    check_qkv,
+    check_scale,
+    check_tensor,
+    shape_str,
+)
+from ..functional import masked_softmax, merge_by_lse, upcast
 from ..layers import MultiHeadAttention
+from ..masks import causal_mask
 
 Tensor = torch.Tensor
 
@@ -54,24 +64,8 @@ __all__ = [
     "routing_attention", "RoutingCentroids",
 ]
 
-_HALF = (torch.float16, torch.bfloat16)
-
 
 # --------------------------------------------------------------------------- helpers
-def _check_int(name: str, v, minimum: int) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
-
-
-def _check_scale(scale) -> None:
-    if scale is not None and (not isinstance(scale, (int, float)) or isinstance(scale, bool)):
-        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
-
-
-def _work(x: Tensor) -> Tensor:
-    return x.float() if x.dtype in _HALF else x
-
-
 def _take(x: Tensor, ids: Tensor) -> Tensor:
     """x: (B, H, N, ...), ids: (B, H, ...) long -> x[b, h, ids[b, h, ...]]: (B, H, ..., ...)."""
     b, h = x.shape[:2]
@@ -92,48 +86,22 @@ def _blocks_attend(qs: Tensor, ks: Tensor, vs: Tensor, allowed: Tensor,
 
     qs: (..., M, D) scaled queries; ks: (..., S, D); vs: (..., S, Dv); allowed: (..., M, S)
     bool; count: None (every pair once) or (..., M, S) >= 1 where allowed. Returns
-    (out (..., M, Dv), lse (..., M), row_ok (..., M)); rows with nothing allowed have out = 0
-    and row_ok = False (lse finite, never used).
+    (out (..., M, Dv), lse (..., M)); rows with nothing allowed have out = 0, lse = -inf.
     """
     s = qs @ ks.transpose(-2, -1)  # (..., M, S)
     if count is not None:  # log(count) by table lookup: one pass instead of three
         log_table = torch.arange(int(count.max()) + 1, device=s.device, dtype=s.dtype).log()
         s = s - log_table.clamp_min(0)[count.int()]
-    s = s.masked_fill(~allowed, float("-inf"))
-    m = s.amax(-1, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    e = (s - m).exp_()  # exactly 0 where not allowed
-    denom = e.sum(-1, keepdim=True)
-    tiny = torch.finfo(s.dtype).tiny
-    out = (e / denom.clamp_min(tiny)) @ vs  # (..., M, Dv)
-    lse = (m + denom.clamp_min(tiny).log()).squeeze(-1)  # (..., M)
-    return out, lse, allowed.any(-1)
+    weights, lse = masked_softmax(s, allowed, return_lse=True)
+    return weights @ vs, lse  # (..., M, Dv), (..., M)
 
 
-def _merge(out: Tensor, lse: Tensor, ok: Tensor, ids: Tensor, n: int):
-    """Merge block results that belong to the same query with logsumexp weights.
-
-    out: (B, H, E, Dv), lse/ok: (B, H, E), ids: (B, H, E) long query positions in [0, n]
-    (n = padding, dropped). Returns (merged (B, H, n, Dv), any_ok (B, H, n) bool).
-    sum_e exp(lse_e) out_e / sum_e exp(lse_e) over the entries e of each query, computed
-    with the per-query maximum subtracted; queries with no usable entry get zeros.
-    """
-    b, h, _, dv = out.shape
-    neg = torch.full_like(lse, float("-inf"))
-    lse = torch.where(ok, lse, neg)
-    mx = lse.new_full((b, h, n + 1), float("-inf")).scatter_reduce(
-        2, ids, lse, reduce="amax", include_self=True)  # (B, H, n + 1)
-    any_ok = torch.isfinite(mx)
-    mx = torch.where(any_ok, mx, torch.zeros_like(mx))
-    wgt = torch.exp(lse - mx.gather(2, ids))  # (B, H, E); 0 where not ok
-    num = out.new_zeros(b, h, n + 1, dv).index_put(
-        (torch.arange(b, device=out.device)[:, None, None],
-         torch.arange(h, device=out.device)[None, :, None], ids),
-        wgt[..., None] * out, accumulate=True)  # (B, H, n + 1, Dv)
-    den = lse.new_zeros(b, h, n + 1).scatter_add(2, ids, wgt)  # (B, H, n + 1)
-    tiny = torch.finfo(den.dtype).tiny
-    merged = num / den.clamp_min(tiny)[..., None]
-    return merged[:, :, :n], any_ok[:, :, :n]
+def _merge(out: Tensor, lse: Tensor, ids: Tensor, n: int) -> Tensor:
+    """Merge the block results of each query: out (B, H, E, Dv), lse and ids (B, H, E), ids
+    the query positions in [0, n] (n = padding, dropped). Returns (B, H, n, Dv) and the
+    merged lse (B, H, n), -inf for a query with no usable entry (its output is zeros)."""
+    merged, lse = merge_by_lse(out, lse, index=ids, size=n + 1)
+    return merged[:, :, :n], lse[:, :, :n]
 
 
 # =========================================================================== LSH (Reformer)
@@ -147,9 +115,9 @@ def random_rotations(dim: int, n_buckets: int, *, n_hashes: int = 1,
     ``generator`` (the same numbers on every device), then moved to ``device``.
     Kitaev et al. (2020), section 2, after Andoni et al. (2015).
     """
-    _check_int("dim", dim, 1)
-    _check_int("n_buckets", n_buckets, 1)
-    _check_int("n_hashes", n_hashes, 1)
+    check_int("dim", dim, 1)
+    check_int("n_buckets", n_buckets, 1)
+    check_int("n_hashes", n_hashes, 1)
     if n_buckets != 1 and n_buckets % 2:
         raise ValueError(f"n_buckets must be even (or 1) for angular LSH, got {n_buckets}")
     r = torch.randn(n_hashes, dim, n_buckets // 2, generator=generator, dtype=torch.float64)
@@ -170,12 +138,11 @@ def lsh_hash(x: Tensor, rotations: Tensor) -> Tensor:
         raise ValueError(f"rotations must be (n_hashes, D, n_buckets // 2) with D = "
                          f"{x.shape[-1]} (the last axis of x {shape_str(x)}), got "
                          f"{shape_str(rotations)}")
-    if rotations.device != x.device:
-        raise ValueError(f"rotations is on {rotations.device} but x is on {x.device}")
+    check_device("rotations", rotations, "x", x)
     b, h, n, _ = x.shape
     if rotations.shape[-1] == 0:  # one bucket
         return torch.zeros(b, h, rotations.shape[0], n, dtype=torch.long, device=x.device)
-    proj = torch.einsum("bhnd,rdk->bhrnk", _work(x), rotations.to(_work(x).dtype))
+    proj = torch.einsum("bhnd,rdk->bhrnk", upcast(x), rotations.to(upcast(x).dtype))
     return torch.cat([proj, -proj], dim=-1).argmax(dim=-1)  # (B, H, R, N)
 
 
@@ -187,7 +154,7 @@ def hyperplane_collision_probability(angle: Tensor, n_hashes: int = 1) -> Tensor
     rounds, the probability that they share a bucket in at least one round is
     1 - (angle / pi) ** n_hashes. angle: any shape, radians in [0, pi].
     """
-    _check_int("n_hashes", n_hashes, 1)
+    check_int("n_hashes", n_hashes, 1)
     angle = torch.as_tensor(angle)
     return 1 - (angle / math.pi) ** n_hashes
 
@@ -234,7 +201,7 @@ def lsh_mask(buckets: Tensor, chunk_size: Optional[int] = None, *,
     """
     check_tensor("buckets", buckets, ndim=4, floating=False, layout="(B, H, R, N)")
     if chunk_size is not None:
-        _check_int("chunk_size", chunk_size, 1)
+        check_int("chunk_size", chunk_size, 1)
     n = buckets.shape[-1]
     same = buckets[..., :, None] == buckets[..., None, :]  # (B, H, R, N, N)
     if chunk_size is not None:
@@ -246,7 +213,7 @@ def lsh_mask(buckets: Tensor, chunk_size: Optional[int] = None, *,
         same = same & ((ck == cq) | (ck == (cq - 1) % nc))
     mask = same.any(dim=2)  # (B, H, N, N)
     if is_causal:
-        mask = mask & torch.ones(n, n, dtype=torch.bool, device=mask.device).tril()
+        mask = mask & causal_mask(n, device=mask.device)
     return _self_rule(mask, n)
 
 
@@ -279,9 +246,9 @@ def lsh_attention(qk: Tensor, value: Tensor, rotations: Tensor, *, chunk_size: i
     if qk.shape[:2] != value.shape[:2]:
         raise ValueError(f"qk and value must have the same (B, H), got qk {shape_str(qk)} and "
                          f"value {shape_str(value)}")
-    _check_int("chunk_size", chunk_size, 1)
-    _check_scale(scale)
-    q, v = _work(qk), _work(value)
+    check_int("chunk_size", chunk_size, 1)
+    check_scale(scale)
+    q, v = upcast(qk), upcast(value)
     v = v.to(q.dtype)
     b, h, n, d = q.shape
     s = d ** -0.5 if scale is None else float(scale)
@@ -325,10 +292,10 @@ def lsh_attention(qk: Tensor, value: Tensor, rotations: Tensor, *, chunk_size: i
             cr = code[:, :, rr]  # (B, H, N + 1)
             diff = _take(cr, idq)[..., :, None] - _take(cr, idk)[..., None, :]
             count += ((diff == 0) | (diff == 1) | (diff == 1 - nc)).to(torch.int16)
-    out, lse, ok = _blocks_attend(qs, kk, vv, allowed, count)  # (B, H, R, nc, cs, Dv)
-    merged, any_ok = _merge(out.reshape(b, h, r * npad, -1), lse.reshape(b, h, r * npad),
-                            ok.reshape(b, h, r * npad), ids.reshape(b, h, r * npad), n)
-    merged = torch.where(any_ok[..., None], merged, v)  # nothing else: attend to itself
+    out, lse = _blocks_attend(qs, kk, vv, allowed, count)  # (B, H, R, nc, cs, Dv)
+    merged, lse = _merge(out.reshape(b, h, r * npad, -1), lse.reshape(b, h, r * npad),
+                         ids.reshape(b, h, r * npad), n)
+    merged = torch.where(torch.isfinite(lse)[..., None], merged, v)  # nothing else: itself
     return merged.to(value.dtype)  # (B, H, N, Dv)
 
 
@@ -347,9 +314,9 @@ class LSHBuckets(nn.Module):
     def __init__(self, head_dim: int, *, n_buckets: int = 8, n_hashes: int = 2,
                  chunk_size: int = 64, generator: Optional[torch.Generator] = None):
         super().__init__()
-        _check_int("head_dim", head_dim, 1)
-        _check_int("n_hashes", n_hashes, 1)
-        _check_int("chunk_size", chunk_size, 1)
+        check_int("head_dim", head_dim, 1)
+        check_int("n_hashes", n_hashes, 1)
+        check_int("chunk_size", chunk_size, 1)
         random_rotations(1, n_buckets)  # validates n_buckets
         self.head_dim, self.n_buckets, self.n_hashes = head_dim, n_buckets, n_hashes
         self.chunk_size, self.generator = chunk_size, generator
@@ -393,13 +360,12 @@ def _check_centroids(centroids: Tensor, x: Optional[Tensor] = None) -> None:
     if centroids.dim() == 3 and centroids.shape[0] not in (1, x.shape[1]):
         raise ValueError(f"centroids (H, C, D) must have H = {x.shape[1]} heads like "
                          f"{shape_str(x)}, got {shape_str(centroids)}")
-    if centroids.device != x.device:
-        raise ValueError(f"centroids is on {centroids.device} but x is on {x.device}")
+    check_device("centroids", centroids, "x", x)
 
 
 def _similarity(x: Tensor, centroids: Tensor) -> Tensor:
     """Cosine similarity of every vector to every centroid: (B, H, N, C)."""
-    xn = F.normalize(_work(x), dim=-1)
+    xn = F.normalize(upcast(x), dim=-1)
     mu = F.normalize(centroids.to(xn.dtype), dim=-1)
     if mu.dim() == 3:
         mu = mu.unsqueeze(0)  # (1, H, C, D)
@@ -411,11 +377,11 @@ def init_centroids(num_clusters: int, dim: int, *, num_heads: Optional[int] = No
                    dtype: torch.dtype = torch.float32) -> Tensor:
     """Random unit centroids: (C, D), or (H, C, D) with ``num_heads``. Drawn on the CPU from
     ``generator``, then moved to ``device``."""
-    _check_int("num_clusters", num_clusters, 1)
-    _check_int("dim", dim, 1)
+    check_int("num_clusters", num_clusters, 1)
+    check_int("dim", dim, 1)
     shape = (num_clusters, dim) if num_heads is None else (num_heads, num_clusters, dim)
     if num_heads is not None:
-        _check_int("num_heads", num_heads, 1)
+        check_int("num_heads", num_heads, 1)
     mu = torch.randn(*shape, generator=generator, dtype=torch.float64)
     return F.normalize(mu, dim=-1).to(device=device, dtype=dtype)
 
@@ -442,9 +408,8 @@ def kmeans_update(centroids: Tensor, x: Tensor, *, decay: float = 0.0) -> Tensor
     """
     check_tensor("x", x, ndim=4, layout="(B, H, N, D)")
     _check_centroids(centroids, x)
-    if not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
-        raise ValueError(f"decay must be a float in [0, 1), got {decay!r}")
-    xn = F.normalize(_work(x), dim=-1)
+    check_float("decay", decay, maximum=1.0)
+    xn = F.normalize(upcast(x), dim=-1)
     c = centroids.shape[-2]
     onehot = F.one_hot(route(x, centroids), c).to(xn.dtype)  # (B, H, N, C)
     if centroids.dim() == 2:
@@ -465,8 +430,8 @@ def kmeans(x: Tensor, num_clusters: int, *, n_iters: int = 10, per_head: bool = 
     with decay 0) from ``num_clusters`` distinct vectors of x drawn with ``generator``.
     Returns (C, D), or (H, C, D) with ``per_head``."""
     check_tensor("x", x, ndim=4, layout="(B, H, N, D)")
-    _check_int("num_clusters", num_clusters, 1)
-    _check_int("n_iters", n_iters, 0)
+    check_int("num_clusters", num_clusters, 1)
+    check_int("n_iters", n_iters, 0)
     b, h, n, d = x.shape
     if num_clusters > b * n:
         raise ValueError(f"num_clusters = {num_clusters} exceeds the B * N = {b * n} vectors "
@@ -474,9 +439,9 @@ def kmeans(x: Tensor, num_clusters: int, *, n_iters: int = 10, per_head: bool = 
     pick = torch.randperm(b * n, generator=generator)[:num_clusters].to(x.device)
     flat = x.transpose(0, 1).reshape(h, b * n, d)  # (H, B N, D)
     mu = flat[:, pick] if per_head else flat[0, pick]  # (H, C, D) or (C, D)
-    mu = F.normalize(_work(mu), dim=-1)
+    mu = F.normalize(upcast(mu), dim=-1)
     for _ in range(n_iters):
-        mu = kmeans_update(mu, _work(x))
+        mu = kmeans_update(mu, upcast(x))
     return mu.to(x.dtype)
 
 
@@ -490,7 +455,7 @@ def routing_topk(x: Tensor, centroids: Tensor, window: int) -> Tensor:
     """
     check_tensor("x", x, ndim=4, layout="(B, H, N, D)")
     _check_centroids(centroids, x)
-    _check_int("window", window, 1)
+    check_int("window", window, 1)
     if window > x.shape[-2]:
         raise ValueError(f"window = {window} exceeds the N = {x.shape[-2]} positions of x "
                          f"{shape_str(x)}")
@@ -542,12 +507,12 @@ def routing_mask(query_idx: Tensor, key_idx: Tensor, n: int, *,
     """
     for name, t in (("query_idx", query_idx), ("key_idx", key_idx)):
         check_tensor(name, t, ndim=4, floating=False, layout="(B, H, C, w)")
-    _check_int("n", n, 1)
+    check_int("n", n, 1)
     mq = _members(query_idx, n).to(torch.float32)  # (B, H, C, N)
     mk = _members(key_idx, n).to(torch.float32)
     mask = (mq.transpose(-2, -1) @ mk) > 0  # (B, H, N, N)
     if is_causal:
-        mask = mask & torch.ones(n, n, dtype=torch.bool, device=mask.device).tril()
+        mask = mask & causal_mask(n, device=mask.device)
     return mask
 
 
@@ -569,20 +534,17 @@ def routing_attention(query: Tensor, key: Tensor, value: Tensor, centroids: Tens
     Queries routed to no cluster (or seeing no key) give zeros. With one cluster and
     window = N this is full attention. Roy et al. (2021).
     """
-    check_qkv(query, key, value)
+    check_qkv(query, key, value, self_attention="routing attention")
     if not (query.shape[:2] == key.shape[:2] == value.shape[:2]):
         raise ValueError(f"query, key and value must have the same (B, H), got "
                          f"{shape_str(query)}, {shape_str(key)} and {shape_str(value)}")
-    if query.shape[-2] != key.shape[-2]:
-        raise ValueError(f"routing attention is implemented for self-attention (Nq = Nk): "
-                         f"query {shape_str(query)} vs key {shape_str(key)}")
     _check_centroids(centroids, query)
-    _check_scale(scale)
+    check_scale(scale)
     b, h, n, d = query.shape
     c = centroids.shape[-2]
     w = math.ceil(n / c) if window is None else window
-    _check_int("window", w, 1)
-    q, k, v = _work(query), _work(key), _work(value)
+    check_int("window", w, 1)
+    q, k, v = upcast(query), upcast(key), upcast(value)
     s = d ** -0.5 if scale is None else float(scale)
     qi = routing_topk(q, centroids, w)  # (B, H, C, w)
     ki = routing_topk(k, centroids, w)
@@ -590,10 +552,9 @@ def routing_attention(query: Tensor, key: Tensor, value: Tensor, centroids: Tens
     allowed = _first_cluster(qi, ki, n)  # (B, H, C, w, w): each pair in one cluster only
     if is_causal:
         allowed = allowed & (ki[..., None, :] <= qi[..., :, None])
-    out, lse, ok = _blocks_attend(qs, ks, vs, allowed)  # (B, H, C, w, Dv)
+    out, lse = _blocks_attend(qs, ks, vs, allowed)  # (B, H, C, w, Dv)
     e = qi.shape[2] * qi.shape[3]
-    merged, _ = _merge(out.reshape(b, h, e, -1), lse.reshape(b, h, e), ok.reshape(b, h, e),
-                       qi.reshape(b, h, e), n)
+    merged, _ = _merge(out.reshape(b, h, e, -1), lse.reshape(b, h, e), qi.reshape(b, h, e), n)
     return merged.to(value.dtype)  # (B, H, N, Dv)
 
 
@@ -614,7 +575,7 @@ class RoutingCentroids(nn.Module):
                  window: Optional[int] = None, generator: Optional[torch.Generator] = None):
         super().__init__()
         if window is not None:
-            _check_int("window", window, 1)
+            check_int("window", window, 1)
         self.num_clusters, self.window = num_clusters, window
         self.register_buffer("centroids", init_centroids(
             num_clusters, head_dim, num_heads=num_heads, generator=generator))

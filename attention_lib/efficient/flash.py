@@ -15,7 +15,9 @@ tensor operations. It shows the algorithm and its memory behaviour; for speed, u
 fused kernels (``F.scaled_dot_product_attention``), which run the same algorithm in C++/CUDA.
 
 * :func:`online_softmax` -- one pass over a stream of scores (and values), the building block;
-* :func:`flash_attention` -- tiled exact attention, causal and masked, with a backward pass
+* :func:`flash_attention` -- tiled exact attention, causal and masked: each tile's softmax
+  and log-sum-exp (:func:`~attention_lib.functional.masked_softmax`) merged into the running
+  result by :func:`~attention_lib.functional.merge_by_lse`, with a backward pass
   that recomputes each tile's probabilities from the saved log-sum-exp (Dao et al., 2022,
   Algorithm 2; the form of FlashAttention-2) instead of storing them.
 """
@@ -26,14 +28,22 @@ from typing import List, NamedTuple, Optional
 
 import torch
 
-from .._validate import check_mask, check_qkv, check_tensor, shape_str
+from .._validate import (
+    check_device,
+    check_int,
+    check_mask,
+    check_qkv,
+    check_scale,
+    check_tensor,
+    shape_str,
+)
+from ..functional import masked_softmax, merge_by_lse, work_dtype
+from ..masks import causal_mask
 
 Tensor = torch.Tensor
 
 __all__ = ["OnlineSoftmaxState", "online_softmax", "flash_attention", "flash_attention_lse",
            "tile_schedule"]
-
-_HALF = (torch.float16, torch.bfloat16)
 
 
 # --------------------------------------------------------------------------- online softmax
@@ -82,8 +92,8 @@ def online_softmax(scores: Tensor, values: Optional[Tensor] = None, *, block_siz
         if values.dim() < 2 or values.shape[-2] != scores.shape[-1]:
             raise ValueError(f"values must be (..., N, Dv) with N = scores.shape[-1] = "
                              f"{scores.shape[-1]}, got {shape_str(values)}")
-    _check_block("block_size", block_size)
-    work = torch.float32 if scores.dtype in _HALF else scores.dtype
+    check_int("block_size", block_size)
+    work = work_dtype(scores.dtype)
     s_all = scores.to(work)
     m = torch.full(scores.shape[:-1], float("-inf"), dtype=work, device=scores.device)
     l = torch.zeros_like(m)
@@ -114,11 +124,6 @@ def online_softmax(scores: Tensor, values: Optional[Tensor] = None, *, block_siz
 
 
 # --------------------------------------------------------------------------- flash attention
-def _check_block(name: str, b) -> None:
-    if not isinstance(b, int) or isinstance(b, bool) or b < 1:
-        raise ValueError(f"{name} must be a positive int, got {b!r}")
-
-
 def _mask_tile(mask4: Optional[Tensor], q0: int, q1: int, k0: int, k1: int) -> Optional[Tensor]:
     """The (.., bq, bk) tile of a 4-D mask that may have size-1 (broadcast) query/key axes."""
     if mask4 is None:
@@ -132,9 +137,7 @@ def _causal_tile(q0: int, q1: int, k0: int, k1: int, device) -> Optional[Tensor]
     """Causal keep-mask of one tile (bq, bk), or None when the tile is entirely allowed."""
     if k1 - 1 <= q0:  # every key of the tile is <= every query: nothing hidden
         return None
-    qi = torch.arange(q0, q1, device=device)[:, None]
-    kj = torch.arange(k0, k1, device=device)[None, :]
-    return kj <= qi  # (bq, bk)
+    return causal_mask(q1 - q0, k1 - k0, offset=q0 - k0, device=device)  # (bq, bk)
 
 
 def _tiles(nq: int, nk: int, bq: int, bk: int, is_causal: bool, mask4: Optional[Tensor],
@@ -170,10 +173,8 @@ def tile_schedule(nq: int, nk: int, block_q: int, block_k: int, *, is_causal: bo
     attn_mask: bool, broadcastable to (..., Nq, Nk); a tile counts as masked if any of its
     entries is False for any batch or head. For pictures and for counting work.
     """
-    for name, v in (("nq", nq), ("nk", nk)):
-        _check_block(name, v)
-    _check_block("block_q", block_q)
-    _check_block("block_k", block_k)
+    for name, v in (("nq", nq), ("nk", nk), ("block_q", block_q), ("block_k", block_k)):
+        check_int(name, v)
     mask4 = None
     if attn_mask is not None:
         check_mask("attn_mask", attn_mask, (*attn_mask.shape[:-2], nq, nk), layout="(.., Nq, Nk)")
@@ -191,34 +192,23 @@ def _forward(q, k, v, mask4, is_causal, scale, bq, bk):
     """Tiled forward. q: (B, H, Nq, D), k: (B, H, Nk, D), v: (B, H, Nk, Dv), same (B, H).
 
     Returns out (B, H, Nq, Dv) in q's dtype and lse (B, H, Nq) in the work dtype
-    (``-inf`` on rows with nothing to attend to).
+    (``-inf`` on rows with nothing to attend to). Each tile's softmax is normalised on its own
+    and merged into the running (output, lse) by their log-sum-exps: the online softmax of
+    :func:`online_softmax`, with the running max and sum folded into the lse.
     """
-    work = torch.float32 if q.dtype in _HALF else q.dtype
+    work = work_dtype(q.dtype)
     nq, nk = q.shape[-2], k.shape[-2]
-    out = torch.empty(*q.shape[:-1], v.shape[-1], dtype=q.dtype, device=q.device)
-    lse = torch.empty(q.shape[:-1], dtype=work, device=q.device)
-    neg_inf = float("-inf")
+    out = torch.zeros(*q.shape[:-1], v.shape[-1], dtype=q.dtype, device=q.device)
+    lse = torch.full(q.shape[:-1], float("-inf"), dtype=work, device=q.device)
     for q0, q1, tiles in _tiles(nq, nk, bq, bk, is_causal, mask4, q.device):
         qb = q[..., q0:q1, :].to(work) * scale  # (B, H, bq, D)
-        m = torch.full((*qb.shape[:-1], 1), neg_inf, dtype=work, device=q.device)  # (B,H,bq,1)
-        l = torch.zeros_like(m)
-        acc = torch.zeros(*qb.shape[:-1], v.shape[-1], dtype=work, device=q.device)
+        o_b, lse_b = out[..., q0:q1, :].to(work), lse[..., q0:q1]  # (B, H, bq, Dv), (B, H, bq)
         for k0, k1, keep in tiles:
             s = qb @ k[..., k0:k1, :].to(work).transpose(-2, -1)  # (B, H, bq, bk)
-            if keep is not None:
-                s = s.masked_fill(~keep, neg_inf)
-            m_new = torch.maximum(m, s.amax(-1, keepdim=True))
-            m_safe = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
-            p = torch.exp(s - m_safe)  # (B, H, bq, bk), exactly 0 where masked
-            alpha = torch.exp(m - m_safe)  # 0 on the first visit (m = -inf)
-            l = l * alpha + p.sum(-1, keepdim=True)
-            acc = acc * alpha + p @ v[..., k0:k1, :].to(work)  # (B, H, bq, Dv)
-            m = m_new
-        nonempty = l > 0
-        out[..., q0:q1, :] = torch.where(nonempty, acc / torch.where(nonempty, l, 1.0),
-                                         0.0).to(q.dtype)
-        lse[..., q0:q1] = torch.where(nonempty, m + torch.log(torch.where(nonempty, l, 1.0)),
-                                      neg_inf)[..., 0]
+            p, lse_t = masked_softmax(s, keep, return_lse=True)  # the tile's own softmax
+            o_t = p @ v[..., k0:k1, :].to(work)  # (B, H, bq, Dv)
+            o_b, lse_b = merge_by_lse(torch.stack([o_b, o_t]), torch.stack([lse_b, lse_t]))
+        out[..., q0:q1, :], lse[..., q0:q1] = o_b.to(q.dtype), lse_b
     return out, lse
 
 
@@ -229,7 +219,7 @@ def _backward(q, k, v, out, lse, dout, mask4, is_causal, scale, bq, bk):
     log-sum-exp; with D_i = sum_d dO_id O_id, the gradients are dV = P^T dO,
     dS = P * (dO V^T - D), dQ = dS K * scale, dK = dS^T Q * scale.
     """
-    work = torch.float32 if q.dtype in _HALF else q.dtype
+    work = work_dtype(q.dtype)
     nq, nk = q.shape[-2], k.shape[-2]
     dq = torch.zeros(q.shape, dtype=work, device=q.device)
     dk = torch.zeros(k.shape, dtype=work, device=q.device)
@@ -292,12 +282,10 @@ def flash_attention_lse(query: Tensor, key: Tensor, value: Tensor,
     bh = torch.broadcast_shapes(query.shape[:2], key.shape[:2], value.shape[:2])
     nq, nk = query.shape[-2], key.shape[-2]
     check_mask("attn_mask", attn_mask, (*bh, nq, nk))
-    if attn_mask is not None and attn_mask.device != query.device:
-        raise ValueError(f"attn_mask is on {attn_mask.device} but query is on {query.device}")
-    if scale is not None and (not isinstance(scale, (int, float)) or isinstance(scale, bool)):
-        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
-    _check_block("block_q", block_q)
-    _check_block("block_k", block_k)
+    check_device("attn_mask", attn_mask, "query", query)
+    check_scale(scale)
+    check_int("block_q", block_q)
+    check_int("block_k", block_k)
     if not isinstance(is_causal, bool):
         raise TypeError(f"is_causal must be a bool, got {type(is_causal).__name__}")
     s = query.shape[-1] ** -0.5 if scale is None else float(scale)

@@ -42,11 +42,13 @@ earlier positions of the same chunk is a small masked (C, C) product. Memory is
 O(N F Dv / C + N C) instead of O(N F Dv), and all of it is batched matrix products.
 ``chunk_size=1`` is the plain cumulative sum.
 
-Masks: a bool ``key_padding_mask`` broadcastable to (B, H, 1, Nk), True = real key (what
-:func:`attention_lib.masks.key_padding_mask` returns). Masked keys contribute nothing. A
-general (Nq, Nk) mask cannot be applied without building the (Nq, Nk) matrix, which is what
-linear attention avoids, so there is none. Queries with nothing to attend to (all keys masked,
-or a feature vector orthogonal to every key's) get zeros, never NaN.
+Masks: ``attn_mask`` as everywhere (bool, True = may attend), but it may only hide whole keys:
+broadcastable to (B, H, 1, Nk), like the (B, 1, 1, Nk) of :func:`attention_lib.masks.key_mask`.
+Masked keys contribute nothing. A mask that depends on the query cannot be applied without
+building the (Nq, Nk) matrix, which is what linear attention avoids, so it raises a
+``ValueError`` (:func:`attention_lib.masks.per_key_mask`); the causal mask is ``is_causal``.
+Queries with nothing to attend to (all keys masked, or a feature vector orthogonal to every
+key's) get zeros, never NaN.
 """
 from __future__ import annotations
 
@@ -55,7 +57,9 @@ from typing import Callable, NamedTuple, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from .._validate import check_mask, check_qkv, check_tensor, shape_str
+from .._validate import check_float, check_int, check_qkv, check_tensor, shape_str
+from ..functional import work_dtype
+from ..masks import per_key_mask
 
 Tensor = torch.Tensor
 FeatureMap = Union[str, Callable[[Tensor], Tensor]]
@@ -66,8 +70,6 @@ __all__ = [
     "kernel_attention_step", "kernel_attention_recurrent", "linear_attention_recurrent",
     "linear_attention_weights", "write_memory", "read_memory", "fast_weight_programmer",
 ]
-
-_HALF = (torch.float16, torch.bfloat16)
 
 
 # --------------------------------------------------------------------------- feature maps
@@ -112,31 +114,6 @@ def get_feature_map(feature_map: FeatureMap) -> Callable[[Tensor], Tensor]:
 
 
 # --------------------------------------------------------------------------- validation
-def _check_int(name: str, val, minimum: int = 1) -> None:
-    if not isinstance(val, int) or isinstance(val, bool) or val < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {val!r}")
-
-
-def _check_eps(eps) -> None:
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps < 0:
-        raise ValueError(f"eps must be a float >= 0, got {eps!r}")
-
-
-def _check_qkv(query: Tensor, key: Tensor, value: Tensor,
-               names=("query", "key", "value")) -> None:
-    check_qkv(query, key, value, names=names)
-
-
-def _check_key_padding_mask(mask: Optional[Tensor], query: Tensor, key: Tensor) -> None:
-    if mask is None:
-        return
-    b = torch.broadcast_shapes(query.shape[:2], key.shape[:2])
-    check_mask("key_padding_mask", mask, tuple(b) + (1, key.shape[-2]),
-               layout="(B, H, 1, Nk)")
-    if mask.device != key.device:
-        raise ValueError(f"key_padding_mask is on {mask.device} but key is on {key.device}")
-
-
 def _check_features(name: str, phi: Tensor, x_shape) -> None:
     if (not isinstance(phi, Tensor) or phi.dim() != 4
             or tuple(phi.shape[:-1]) != tuple(x_shape[:-1])):
@@ -145,16 +122,13 @@ def _check_features(name: str, phi: Tensor, x_shape) -> None:
                          f"{shape_str(tuple(x_shape[:-1]) + ('F',))}, got {got}")
 
 
-def _work_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in _HALF else dtype
-
-
-def _apply_key_mask(phi_k: Tensor, key_padding_mask: Optional[Tensor]) -> Tensor:
-    """Zero the features of masked keys: (B, H, Nk, F) with mask (B, H, 1, Nk)."""
-    if key_padding_mask is None:
+def _apply_key_mask(phi_k: Tensor, keep: Optional[Tensor]) -> Tensor:
+    """Zero the features of masked keys: (B, H, Nk, F) with ``keep`` (B, H, Nk) from
+    :func:`~attention_lib.masks.per_key_mask`."""
+    if keep is None:
         return phi_k
-    keep = key_padding_mask.transpose(-1, -2)  # (.., Nk, 1)
-    return torch.where(keep, phi_k, torch.zeros((), dtype=phi_k.dtype, device=phi_k.device))
+    return torch.where(keep[..., None], phi_k, torch.zeros((), dtype=phi_k.dtype,
+                                                           device=phi_k.device))
 
 
 def _divide(num: Tensor, den: Tensor, eps: float) -> Tensor:
@@ -216,12 +190,12 @@ def _causal_chunked(phi_q: Tensor, phi_k: Tensor, v: Tensor, chunk: int):
 
 
 def kernel_attention(phi_q: Tensor, phi_k: Tensor, value: Tensor,
-                     key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False,
+                     attn_mask: Optional[Tensor] = None, *, is_causal: bool = False,
                      eps: float = 1e-6, chunk_size: int = 64, return_state: bool = False):
     """Attention with the kernel ``phi(q) . phi(k)``, from precomputed features, in O(N).
 
     phi_q: (B, H, Nq, F)   phi_k: (B, H, Nk, F)   value: (B, H, Nk, Dv)
-    key_padding_mask: bool broadcastable to (B, H, 1, Nk), True = real key.
+    attn_mask: bool broadcastable to (B, H, 1, Nk), True = may attend (whole keys only).
     is_causal: query i sees keys j <= i (needs Nq == Nk).
     eps: added to the normaliser, as in the reference implementation of Katharopoulos et al.
     chunk_size: positions per chunk of the causal prefix sums (memory O(N F Dv / C + N C));
@@ -237,18 +211,31 @@ def kernel_attention(phi_q: Tensor, phi_k: Tensor, value: Tensor,
     ``A = phi_q @ phi_k.mT`` (``.tril()`` if causal), then
     ``(A @ value) / (A.sum(-1, keepdim=True) + eps)``.
     """
-    _check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
-    _check_key_padding_mask(key_padding_mask, phi_q, phi_k)
-    _check_eps(eps)
-    _check_int("chunk_size", chunk_size)
-    if is_causal and phi_q.shape[-2] != phi_k.shape[-2]:
-        raise ValueError(f"is_causal needs as many queries as keys: phi_q {shape_str(phi_q)} vs "
-                         f"phi_k {shape_str(phi_k)}")
+    keep = _check_kernel_args(phi_q, phi_k, value, attn_mask, is_causal, eps, chunk_size,
+                              names=("phi_q", "phi_k", "value"))
+    return _kernel_attention(phi_q, phi_k, value, keep, is_causal, eps, chunk_size, return_state)
+
+
+def _check_kernel_args(query, key, value, attn_mask, is_causal, eps, chunk_size,
+                       names=("query", "key", "value")) -> Optional[Tensor]:
+    """The checks of every kernel attention; returns the per-key mask (B, H, Nk) or None."""
+    check_qkv(query, key, value, names=names)
+    keep = per_key_mask(attn_mask, query, key)
+    check_float("eps", eps)
+    check_int("chunk_size", chunk_size)
+    if is_causal and query.shape[-2] != key.shape[-2]:
+        raise ValueError(f"is_causal needs as many queries as keys: {names[0]} "
+                         f"{shape_str(query)} vs {names[1]} {shape_str(key)}")
+    return keep
+
+
+def _kernel_attention(phi_q, phi_k, value, keep, is_causal, eps, chunk_size, return_state):
+    """:func:`kernel_attention` on validated inputs, ``keep`` (B, H, Nk) or None."""
     out_dtype = value.dtype
-    work = _work_dtype(value.dtype)
+    work = work_dtype(value.dtype)
     phi_q, phi_k, v = phi_q.to(work), phi_k.to(work), value.to(work)
     bshape = torch.broadcast_shapes(phi_q.shape[:2], phi_k.shape[:2], v.shape[:2])
-    phi_k = _apply_key_mask(phi_k, key_padding_mask)
+    phi_k = _apply_key_mask(phi_k, keep)
     phi_q = phi_q.expand(*bshape, *phi_q.shape[2:])
     phi_k = phi_k.expand(*bshape, *phi_k.shape[2:])
     v = v.expand(*bshape, *v.shape[2:])
@@ -263,13 +250,13 @@ def kernel_attention(phi_q: Tensor, phi_k: Tensor, value: Tensor,
 
 
 def linear_attention(query: Tensor, key: Tensor, value: Tensor,
-                     key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False,
+                     attn_mask: Optional[Tensor] = None, *, is_causal: bool = False,
                      feature_map: FeatureMap = "elu", eps: float = 1e-6, chunk_size: int = 64,
                      return_state: bool = False):
     """Linear attention of Katharopoulos et al. (2020): ``phi(Q) (phi(K)^T V)`` normalised.
 
     query: (B, H, Nq, D)   key: (B, H, Nk, D)   value: (B, H, Nk, Dv)
-    key_padding_mask: bool broadcastable to (B, H, 1, Nk), True = real key.
+    attn_mask: bool broadcastable to (B, H, 1, Nk), True = may attend (whole keys only).
     feature_map: ``"elu"`` (elu + 1, the paper's), ``"relu"``, ``"identity"``, or a callable
         (..., D) -> (..., F) applied to queries and keys alike.
     is_causal, eps, chunk_size, return_state: as in :func:`kernel_attention`.
@@ -280,17 +267,17 @@ def linear_attention(query: Tensor, key: Tensor, value: Tensor,
     "Transformers are RNNs: Fast autoregressive transformers with linear attention",
     Katharopoulos, Vyas, Pappas and Fleuret (2020), eq. 4-9.
     """
-    _check_qkv(query, key, value)
+    check_qkv(query, key, value)
     fm = get_feature_map(feature_map)
     phi_q, phi_k = fm(query), fm(key)
     _check_features("query", phi_q, query.shape)
     _check_features("key", phi_k, key.shape)
-    return kernel_attention(phi_q, phi_k, value, key_padding_mask, is_causal=is_causal, eps=eps,
+    return kernel_attention(phi_q, phi_k, value, attn_mask, is_causal=is_causal, eps=eps,
                             chunk_size=chunk_size, return_state=return_state)
 
 
 def linear_attention_weights(query: Tensor, key: Tensor,
-                             key_padding_mask: Optional[Tensor] = None, *,
+                             attn_mask: Optional[Tensor] = None, *,
                              is_causal: bool = False, feature_map: FeatureMap = "elu",
                              eps: float = 0.0) -> Tensor:
     """The (Nq, Nk) weights that linear attention applies implicitly -- for pictures and tests.
@@ -304,13 +291,13 @@ def linear_attention_weights(query: Tensor, key: Tensor,
     if query.shape[-1] != key.shape[-1]:
         raise ValueError(f"query and key must have the same last dim: query {shape_str(query)} "
                          f"vs key {shape_str(key)}")
-    _check_key_padding_mask(key_padding_mask, query, key)
-    _check_eps(eps)
+    keep = per_key_mask(attn_mask, query, key)
+    check_float("eps", eps)
     fm = get_feature_map(feature_map)
     phi_q, phi_k = fm(query), fm(key)
     _check_features("query", phi_q, query.shape)
     _check_features("key", phi_k, key.shape)
-    a = phi_q @ _apply_key_mask(phi_k, key_padding_mask).transpose(-2, -1)  # (B, H, Nq, Nk)
+    a = phi_q @ _apply_key_mask(phi_k, keep).transpose(-2, -1)  # (B, H, Nq, Nk)
     if is_causal:
         a = a.tril()
     return _divide(a, a.sum(dim=-1, keepdim=True), eps)
@@ -343,7 +330,7 @@ def kernel_attention_step(phi_q: Tensor, phi_k: Tensor, value: Tensor,
     """
     _step_shapes(phi_q, phi_k, value)
     out_dtype = value.dtype
-    work = _work_dtype(value.dtype)
+    work = work_dtype(value.dtype)
     phi_q, phi_k, value = phi_q.to(work), phi_k.to(work), value.to(work)
     if key_mask is not None:
         phi_k = phi_k * key_mask.to(work).unsqueeze(-1)
@@ -358,19 +345,19 @@ def kernel_attention_step(phi_q: Tensor, phi_k: Tensor, value: Tensor,
 
 
 def kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor,
-                               key_padding_mask: Optional[Tensor] = None, *,
+                               attn_mask: Optional[Tensor] = None, *,
                                eps: float = 1e-6, state: Optional[LinearAttentionState] = None,
                                return_state: bool = False):
     """Causal kernel attention computed one position at a time (a Python loop over N).
 
     phi_q: (B, H, N, F)   phi_k: (B, H, N, F)   value: (B, H, N, Dv)
-    key_padding_mask: bool broadcastable to (B, H, 1, N), True = real key.
+    attn_mask: bool broadcastable to (B, H, 1, N), True = may attend (whole keys only).
     state: start from this state (e.g. after a prompt) instead of zeros.
     Returns (B, H, N, Dv) (and the final state with ``return_state``); equals
     ``kernel_attention(..., is_causal=True)`` up to rounding. Slow: it shows the RNN.
     """
-    _check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
-    _check_key_padding_mask(key_padding_mask, phi_q, phi_k)
+    check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
+    keep = per_key_mask(attn_mask, phi_q, phi_k)
     if phi_q.shape[-2] != phi_k.shape[-2]:
         raise ValueError(f"the recurrent form needs as many queries as keys: phi_q "
                          f"{shape_str(phi_q)} vs phi_k {shape_str(phi_k)}")
@@ -378,9 +365,6 @@ def kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor,
     phi_q = phi_q.expand(*bshape, *phi_q.shape[2:])
     phi_k = phi_k.expand(*bshape, *phi_k.shape[2:])
     value = value.expand(*bshape, *value.shape[2:])
-    keep = None
-    if key_padding_mask is not None:
-        keep = key_padding_mask.expand(*bshape, 1, phi_k.shape[-2])[:, :, 0]  # (B, H, N)
     outs = []
     for t in range(phi_q.shape[-2]):
         out_t, state = kernel_attention_step(
@@ -392,18 +376,18 @@ def kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor,
 
 
 def linear_attention_recurrent(query: Tensor, key: Tensor, value: Tensor,
-                               key_padding_mask: Optional[Tensor] = None, *,
+                               attn_mask: Optional[Tensor] = None, *,
                                feature_map: FeatureMap = "elu", eps: float = 1e-6,
                                state: Optional[LinearAttentionState] = None,
                                return_state: bool = False):
     """Causal linear attention as an RNN: :func:`kernel_attention_recurrent` after the
     feature map. query, key: (B, H, N, D)   value: (B, H, N, Dv)   ->   (B, H, N, Dv)."""
-    _check_qkv(query, key, value)
+    check_qkv(query, key, value)
     fm = get_feature_map(feature_map)
     phi_q, phi_k = fm(query), fm(key)
     _check_features("query", phi_q, query.shape)
     _check_features("key", phi_k, key.shape)
-    return kernel_attention_recurrent(phi_q, phi_k, value, key_padding_mask, eps=eps,
+    return kernel_attention_recurrent(phi_q, phi_k, value, attn_mask, eps=eps,
                                       state=state, return_state=return_state)
 
 
@@ -491,9 +475,9 @@ def fast_weight_programmer(query: Tensor, key: Tensor, value: Tensor, *,
     Returns (B, H, N, Dv), and the final W (B, H, Dv, F) with ``return_memory``.
     Schlag, Irie and Schmidhuber (2021), eq. 13-15 (sum) and 23-26 (delta rule).
     """
-    _check_qkv(query, key, value)
+    check_qkv(query, key, value)
     _check_rule(rule)
-    _check_eps(eps)
+    check_float("eps", eps)
     fm = get_feature_map(feature_map)
     phi_q, phi_k = fm(query), fm(key)
     _check_features("query", phi_q, query.shape)

@@ -34,13 +34,14 @@ every position, so query i would see keys j > i: there is no causal mask to appl
 at most the N the projections were made for; a shorter sequence uses the first Nk columns
 (the same as padding the keys with zeros to length N).
 
-**Key padding.** A ``key_padding_mask`` (True = real key) zeroes the padded keys and values
+**Key padding.** An ``attn_mask`` that hides whole keys (True = real key, broadcastable to
+(B, H, 1, Nk), e.g. :func:`attention_lib.masks.key_mask`) zeroes the padded keys and values
 *before* the projection, so that only valid keys are mixed into the k projected ones. This
 is what the padded positions of the zero-padded sequence would give; it is not the same as
 attention over the valid keys alone (the projection still has k rows, and a row whose
 positions are all padding contributes a zero key, i.e. a score of 0, with a zero value).
-A general (Nq, Nk) mask cannot be applied after the keys are mixed, so there is none. A
-sequence whose keys are all padding gives zeros.
+A mask that depends on the query cannot be applied after the keys are mixed: it raises a
+``ValueError``. A sequence whose keys are all padding gives zeros.
 
 Layout (B, H, N, D) as everywhere. References: Wang, Li, Khabsa, Fang and Ma (2020),
 "Linformer: Self-attention with linear complexity"; Eckart and Young (1936); Roy and
@@ -55,7 +56,16 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .._validate import check_mask, check_qkv, check_tensor, shape_str
+from .._validate import (
+    check_device,
+    check_int,
+    check_qkv,
+    check_scale,
+    check_tensor,
+    shape_str,
+)
+from ..functional import upcast  # half precision is computed in float32 (SVD, softmax)
+from ..masks import per_key_mask
 
 Tensor = torch.Tensor
 
@@ -67,23 +77,11 @@ __all__ = [
     "LinformerProjections", "LINFORMER_SHARING",
 ]
 
-_HALF = (torch.float16, torch.bfloat16)
-
 #: Parameter sharing of :class:`LinformerProjections` (Wang et al., 2020, section 4).
 LINFORMER_SHARING = ("none", "headwise", "key-value", "layerwise")
 
 
 # --------------------------------------------------------------------------- helpers
-def _check_int(name: str, v, minimum: int = 1) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
-
-
-def _work(t: Tensor) -> Tensor:
-    """Half precision is computed in float32 (SVD and softmax)."""
-    return t.float() if t.dtype in _HALF else t
-
-
 def _check_matrices(name: str, weights: Tensor) -> None:
     check_tensor(name, weights, layout="(..., Nq, Nk)")
     if weights.dim() < 2:
@@ -102,7 +100,7 @@ def attention_spectrum(weights: Tensor) -> Tensor:
     Equivalent code: ``torch.linalg.svdvals(weights)``.
     """
     _check_matrices("weights", weights)
-    return torch.linalg.svdvals(_work(weights)).to(weights.dtype)
+    return torch.linalg.svdvals(upcast(weights)).to(weights.dtype)
 
 
 def _spectrum_of(x: Tensor, singular_values: bool) -> Tensor:
@@ -111,8 +109,8 @@ def _spectrum_of(x: Tensor, singular_values: bool) -> Tensor:
         if x.dim() < 1 or x.shape[-1] == 0:
             raise ValueError(f"singular values must have a non-empty last axis, got "
                              f"{shape_str(x)}")
-        return _work(x)
-    return _work(attention_spectrum(x))
+        return upcast(x)
+    return upcast(attention_spectrum(x))
 
 
 def energy_rank(weights: Tensor, energy: float = 0.9, *, singular_values: bool = False) -> Tensor:
@@ -155,8 +153,8 @@ def best_rank_k(weights: Tensor, k: int) -> Tensor:
     No rank-k matrix is closer to ``weights`` in Frobenius (or spectral) norm.
     """
     _check_matrices("weights", weights)
-    _check_int("k", k, 0)
-    u, s, vh = torch.linalg.svd(_work(weights), full_matrices=False)
+    check_int("k", k, 0)
+    u, s, vh = torch.linalg.svd(upcast(weights), full_matrices=False)
     r = min(k, s.shape[-1])
     out = (u[..., :, :r] * s[..., None, :r]) @ vh[..., :r, :]  # (..., Nq, Nk)
     return out.to(weights.dtype)
@@ -168,12 +166,12 @@ def best_rank_k_error(weights: Tensor, k: int) -> Tensor:
     weights: (..., Nq, Nk).  Returns (...). A lower bound for the relative error
     ``||P - A||_F / ||P||_F`` of any A of rank <= k, e.g. Linformer's ``P_bar F``.
     """
-    _check_int("k", k, 0)
+    check_int("k", k, 0)
     s2 = attention_spectrum(weights).double().square()  # (..., R)
     total = s2.sum(-1)
     tail = s2[..., k:].sum(-1)
     err = torch.sqrt(tail / torch.where(total > 0, total, torch.ones_like(total)))
-    return err.to(_work(weights).dtype)
+    return err.to(upcast(weights).dtype)
 
 
 # --------------------------------------------------------------------------- projections
@@ -191,10 +189,10 @@ def linformer_projection(k: int, seq_len: int, *, kind: str = "gaussian",
     Randomness only from ``generator``; drawn on the CPU, so the matrix is the same on every
     device.
     """
-    _check_int("k", k)
-    _check_int("seq_len", seq_len)
+    check_int("k", k)
+    check_int("seq_len", seq_len)
     if num_heads is not None:
-        _check_int("num_heads", num_heads)
+        check_int("num_heads", num_heads)
     shape = (k, seq_len) if num_heads is None else (num_heads, k, seq_len)
     if kind == "gaussian":
         r = torch.randn(shape, generator=generator, dtype=torch.float64)
@@ -213,8 +211,8 @@ def pooling_projection(k: int, seq_len: int, *, dtype: torch.dtype = torch.float
     projected key is the mean key of a segment (the "pooling" projection of Wang et al.,
     2020, section 4). With k = N it is the identity.
     """
-    _check_int("k", k)
-    _check_int("seq_len", seq_len)
+    check_int("k", k)
+    check_int("seq_len", seq_len)
     if k > seq_len:
         raise ValueError(f"pooling needs k <= seq_len, got k={k} and seq_len={seq_len}")
     bounds = [r * seq_len // k for r in range(k + 1)]
@@ -229,8 +227,7 @@ def _check_projection(name: str, proj: Tensor, key: Tensor, heads: int) -> None:
     check_tensor(name, proj, ndim=(2, 3), layout="(k, N) or (H, k, N)")
     if proj.dtype != key.dtype:
         raise TypeError(f"{name} must have the dtype of key, got {proj.dtype} and {key.dtype}")
-    if proj.device != key.device:
-        raise ValueError(f"{name} is on {proj.device} but key is on {key.device}")
+    check_device(name, proj, "key", key)
     if proj.shape[-2] == 0:
         raise ValueError(f"{name} has k = 0 rows: {shape_str(proj)}")
     nk = key.shape[-2]
@@ -242,7 +239,7 @@ def _check_projection(name: str, proj: Tensor, key: Tensor, heads: int) -> None:
                          f"have H={heads}")
 
 
-def _linformer_parts(query, key, value, E, F, key_padding_mask, is_causal, scale):
+def _linformer_parts(query, key, value, E, F, attn_mask, is_causal, scale):
     """Validated inputs -> (q, projected keys (B, H, k, D), projected values (B, H, k, Dv),
     scale), in the working dtype."""
     if is_causal:
@@ -257,23 +254,14 @@ def _linformer_parts(query, key, value, E, F, key_padding_mask, is_causal, scale
     if E.shape[-2] != F.shape[-2]:
         raise ValueError(f"E and F must project to the same k (axis -2): E {shape_str(E)} vs "
                          f"F {shape_str(F)}")
-    if scale is not None and (not isinstance(scale, (int, float)) or isinstance(scale, bool)):
-        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
+    check_scale(scale)
+    keep = per_key_mask(attn_mask, query, key)  # (B, H, Nk) or None
     nk = key.shape[-2]
-    if key_padding_mask is not None:
-        b = torch.broadcast_shapes(query.shape[:2], key.shape[:2])
-        check_mask("key_padding_mask", key_padding_mask, tuple(b) + (1, nk),
-                   layout="(B, H, 1, Nk)")
-        if key_padding_mask.device != key.device:
-            raise ValueError(f"key_padding_mask is on {key_padding_mask.device} but key is on "
-                             f"{key.device}")
     s = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
-    q, k, v = _work(query), _work(key), _work(value)
-    E, F = _work(E)[..., :nk], _work(F)[..., :nk]  # (k, Nk) or (H, k, Nk): shorter = zero-padded
-    if key_padding_mask is not None:
-        m = key_padding_mask.reshape((1,) * (4 - key_padding_mask.dim())
-                                     + tuple(key_padding_mask.shape))  # (B, H, 1, Nk)
-        keep = m.transpose(-2, -1)  # (B, H, Nk, 1)
+    q, k, v = upcast(query), upcast(key), upcast(value)
+    E, F = upcast(E)[..., :nk], upcast(F)[..., :nk]  # (k, Nk) or (H, k, Nk): shorter = zero-padded
+    if keep is not None:
+        keep = keep[..., None]  # (B, H, Nk, 1)
         zero = torch.zeros((), dtype=k.dtype, device=k.device)
         k = torch.where(keep, k, zero)  # padded keys and values mix nothing into the projection
         v = torch.where(keep, v, zero)
@@ -288,15 +276,16 @@ def _linformer_parts(query, key, value, E, F, key_padding_mask, is_causal, scale
 
 def linformer_attention(query: Tensor, key: Tensor, value: Tensor, E: Tensor,
                         F: Optional[Tensor] = None,
-                        key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False,
+                        attn_mask: Optional[Tensor] = None, *, is_causal: bool = False,
                         scale: Optional[float] = None, return_weights: bool = False):
     """Linformer attention: keys and values projected to k positions (Wang et al., 2020, eq. 7).
 
     query: (B, H, Nq, D)   key: (B, H, Nk, D)   value: (B, H, Nk, Dv)
     E, F: (k, N) or per head (H, k, N), with N >= Nk (a shorter sequence uses the first Nk
         columns); ``F=None`` shares E for keys and values (the paper's key-value sharing).
-    key_padding_mask: bool broadcastable to (B, H, 1, Nk), True = real key. Padded keys and
-        values are set to zero *before* the projection (see the module docstring).
+    attn_mask: bool broadcastable to (B, H, 1, Nk), True = real key (whole keys only: a mask
+        that depends on the query raises ``ValueError``). Padded keys and values are set to
+        zero *before* the projection (see the module docstring).
     is_causal: must be False; Linformer mixes positions and cannot be causal (ValueError).
     scale: multiplies the scores, default 1/sqrt(D).
 
@@ -307,8 +296,8 @@ def linformer_attention(query: Tensor, key: Tensor, value: Tensor, E: Tensor,
     Equivalent code: ``softmax(q @ (E @ key).mT * scale) @ (F @ value)``. With k = N and
     E = F = the identity it equals :func:`attention_lib.functional.reference_attention`.
     """
-    q, k_proj, v_proj, s = _linformer_parts(query, key, value, E, F, key_padding_mask,
-                                               is_causal, scale)
+    q, k_proj, v_proj, s = _linformer_parts(query, key, value, E, F, attn_mask, is_causal,
+                                            scale)
     weights = torch.softmax((q @ k_proj.transpose(-2, -1)) * s, dim=-1)  # (B, H, Nq, k)
     out = (weights @ v_proj).to(value.dtype)  # (B, H, Nq, Dv)
     if return_weights:
@@ -317,11 +306,11 @@ def linformer_attention(query: Tensor, key: Tensor, value: Tensor, E: Tensor,
 
 
 def linformer_weights(query: Tensor, key: Tensor, E: Tensor, F: Optional[Tensor] = None,
-                      key_padding_mask: Optional[Tensor] = None, *,
+                      attn_mask: Optional[Tensor] = None, *,
                       scale: Optional[float] = None) -> Tensor:
     """Linformer's implicit attention matrix ``P_bar F``, of rank <= k. For pictures and tests.
 
-    query: (B, H, Nq, D)   key: (B, H, Nk, D)   E, F, key_padding_mask: as in
+    query: (B, H, Nq, D)   key: (B, H, Nk, D)   E, F, attn_mask: as in
     :func:`linformer_attention`.  Returns (B, H, Nq, Nk) such that
     ``linformer_attention(query, key, value, E, F) == linformer_weights(...) @ value`` (padded
     keys get weight 0). This builds the (Nq, Nk) matrix that Linformer avoids: compare it with
@@ -331,7 +320,7 @@ def linformer_weights(query: Tensor, key: Tensor, E: Tensor, F: Optional[Tensor]
     # the implicit matrix is what the projection does to an identity "value" per key
     eye = torch.eye(key.shape[-2], dtype=key.dtype, device=key.device)
     eye = eye.expand(*key.shape[:2], -1, -1)  # (B, H, Nk, Nk)
-    return linformer_attention(query, key, eye, E, F, key_padding_mask, scale=scale)
+    return linformer_attention(query, key, eye, E, F, attn_mask, scale=scale)
 
 
 # --------------------------------------------------------------------------- module
@@ -364,7 +353,7 @@ class LinformerProjections(nn.Module):
                  generator: Optional[torch.Generator] = None):
         super().__init__()
         for name, v in (("num_heads", num_heads), ("seq_len", seq_len), ("k", k)):
-            _check_int(name, v)
+            check_int(name, v)
         if sharing not in LINFORMER_SHARING:
             raise ValueError(f"sharing must be one of {LINFORMER_SHARING}, got {sharing!r}")
         if init not in ("gaussian", "sign", "pooling"):

@@ -43,18 +43,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_tensor, shape_str
+from .._validate import check_device, check_int, check_qkv, check_tensor, shape_str
+from ..functional import work_dtype
 from ..layers import MultiHeadAttention, split_heads
-from .linear import (LinearAttentionState, _check_eps, _check_int, _check_key_padding_mask,
-                     _check_qkv, _divide, _work_dtype, kernel_attention, kernel_attention_step)
+from ..masks import per_key_mask
+from .linear import (
+    LinearAttentionState,
+    _check_kernel_args,
+    _divide,
+    _kernel_attention,
+    kernel_attention,
+    kernel_attention_step,
+)
 
 Tensor = torch.Tensor
 
 __all__ = [
     "random_projection", "gaussian_rff", "softmax_kernel_features", "arccos_features",
     "rfa_features", "softmax_kernel_estimate", "softmax_kernel_mse", "arccos_kernel",
-    "optimal_a", "performer_features", "performer_attention", "rfa_attention", "gated_kernel_attention",
-    "gated_kernel_attention_step", "gated_kernel_attention_recurrent",
+    "optimal_a", "performer_features", "performer_attention", "rfa_attention",
+    "gated_kernel_attention", "gated_kernel_attention_step", "gated_kernel_attention_recurrent",
     "RandomFeatures", "random_feature_step",
 ]
 
@@ -80,8 +88,8 @@ def random_projection(num_features: int, dim: int, *, generator: torch.Generator
     then moved to ``device`` and cast to ``dtype``). Returns (num_features, dim).
     Choromanski et al. (2021), section 2.4.
     """
-    _check_int("num_features", num_features)
-    _check_int("dim", dim)
+    check_int("num_features", num_features)
+    check_int("dim", dim)
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     gdev = generator.device
@@ -108,8 +116,7 @@ def _project(name: str, x: Tensor, projection: Tensor) -> Tensor:
     if x.dim() < 1 or projection.shape[-1] != x.shape[-1]:
         raise ValueError(f"projection (m, D) must have the same D as {name} (..., D): "
                          f"projection {shape_str(projection)} vs {name} {shape_str(x)}")
-    if projection.device != x.device:
-        raise ValueError(f"projection is on {projection.device} but {name} is on {x.device}")
+    check_device("projection", projection, name, x)
     if projection.dim() == 3:
         try:
             if x.dim() < 2:
@@ -292,11 +299,11 @@ def _optimized_exponent(p: Tensor, x: Tensor, projection: Tensor, a) -> Tensor:
     return a * w_sq + b * p + log_d
 
 
-def optimal_a(query: Tensor, key: Tensor,
-              key_padding_mask: Optional[Tensor] = None) -> Tensor:
+def optimal_a(query: Tensor, key: Tensor, attn_mask: Optional[Tensor] = None) -> Tensor:
     """FAVOR++'s variance-minimising parameter for (already scaled) queries and keys.
 
     query: (B, H, Nq, D)   key: (B, H, Nk, D)   ->   a: (B, H, 1, 1), a <= 0.
+    attn_mask: bool broadcastable to (B, H, 1, Nk), True = real key (whole keys only).
     With ``rho`` the mean of ``|q_i + k_j|^2 / D`` over all (query, real key) pairs (computed
     in O(N D) from the means), ``a = (1 - 2 rho - sqrt((2 rho + 1)^2 + 8 rho)) / 16`` minimises
     the variance of the estimate of ``exp(q . k)`` averaged that way (Likhosherstov et al.,
@@ -305,14 +312,17 @@ def optimal_a(query: Tensor, key: Tensor,
     """
     check_tensor("query", query, ndim=4, layout="(B, H, Nq, D)")
     check_tensor("key", key, ndim=4, layout="(B, H, Nk, D)")
-    _check_key_padding_mask(key_padding_mask, query, key)
+    return _optimal_a(query, key, per_key_mask(attn_mask, query, key))
+
+
+def _optimal_a(query: Tensor, key: Tensor, keep: Optional[Tensor]) -> Tensor:
+    """:func:`optimal_a` with the per-key mask ``keep`` (B, H, Nk) or None."""
     qq = (query * query).sum(-1).mean(-1)  # (B, H)
     q_mean = query.mean(-2)  # (B, H, D)
-    if key_padding_mask is None:
+    if keep is None:
         kk, k_mean = (key * key).sum(-1).mean(-1), key.mean(-2)
     else:
-        w = key_padding_mask.to(key.dtype).transpose(-1, -2)  # (.., Nk, 1)
-        w = w.expand(*key.shape[:-1], 1)
+        w = keep[..., None].to(key.dtype).expand(*key.shape[:-1], 1)  # (B, H, Nk, 1)
         count = w.sum(-2).clamp_min(1.0)  # (B, H, 1)
         kk = ((key * key).sum(-1, keepdim=True) * w).sum(-2).squeeze(-1) / count.squeeze(-1)
         k_mean = (key * w).sum(-2) / count
@@ -339,7 +349,7 @@ def softmax_kernel_mse(x: Tensor, y: Tensor, num_features: int, *,
                             - |x|^2 - |y|^2) - SM(x, y)^2 ]
     """
     _check_kind(kind)
-    _check_int("num_features", num_features)
+    check_int("num_features", num_features)
     check_tensor("x", x, layout="(..., D)")
     check_tensor("y", y, layout="(..., D)")
     xx, yy, xy = (x * x).sum(-1), (y * y).sum(-1), (x * y).sum(-1)
@@ -371,7 +381,7 @@ def _scale_qk(query: Tensor, key: Tensor, scale: Optional[float]):
 
 def performer_features(query: Tensor, key: Tensor, projection: Tensor, *,
                        kind: str = "positive", stabilize: bool = True,
-                       key_padding_mask: Optional[Tensor] = None, causal: bool = False,
+                       attn_mask: Optional[Tensor] = None, causal: bool = False,
                        a: Union[float, Tensor, None] = None):
     """FAVOR+ features of (already scaled) queries and keys, numerically stabilised.
 
@@ -381,6 +391,7 @@ def performer_features(query: Tensor, key: Tensor, projection: Tensor, *,
     and keys, which looks at all of them -- so a causal call must pass ``a`` (a float, or a
     tensor broadcastable to (B, H, 1, 1)) rather than let future keys choose it.
 
+    attn_mask: bool broadcastable to (B, H, 1, Nk), True = real key (only used to stabilise).
     stabilize: multiply each query's features by a constant (positive: divide by its largest
     feature, so that it becomes ``m^{-1/2}``; trig: drop its ``exp(|q|^2 / 2)``) and, unless
     ``causal``, all keys' features of one (batch, head) by one constant (the largest exponent
@@ -391,6 +402,12 @@ def performer_features(query: Tensor, key: Tensor, projection: Tensor, *,
     stabilised there. Because the stabilised features are rescaled, any ``eps`` added to the
     normaliser should be 0 (the default of the functions here).
     """
+    return _performer_features(query, key, projection, kind, stabilize,
+                               per_key_mask(attn_mask, query, key), causal, a)
+
+
+def _performer_features(query, key, projection, kind, stabilize, keep, causal, a):
+    """:func:`performer_features` with the per-key mask ``keep`` (B, H, Nk) or None."""
     _check_kind(kind)
     pq = _project("query", query, projection)  # (B, H, Nq, m)
     pk = _project("key", key, projection)  # (B, H, Nk, m)
@@ -402,7 +419,7 @@ def performer_features(query: Tensor, key: Tensor, projection: Tensor, *,
             if causal:
                 raise ValueError("kind='optimized' with causal=True needs a given a: "
                                  "optimal_a would look at future keys")
-            a = optimal_a(query, key, key_padding_mask)
+            a = _optimal_a(query, key, keep)
         a = _check_a(a)
         pq = _optimized_exponent(pq, query, projection, a)
         pk = _optimized_exponent(pk, key, projection, a)
@@ -416,28 +433,28 @@ def performer_features(query: Tensor, key: Tensor, projection: Tensor, *,
         if stabilize:
             eq = eq.sub_(eq.detach().amax(dim=-1, keepdim=True) + log_sqrt_m)
             if not causal:
-                ek = ek.sub_(_masked_max(ek, key_padding_mask) + log_sqrt_m)
+                ek = ek.sub_(_masked_max(ek, keep) + log_sqrt_m)
         return eq.exp_(), ek.exp_()
     fq = torch.cat([torch.sin(pq), torch.cos(pq)], dim=-1) / math.sqrt(m)
     fk = torch.cat([torch.sin(pk), torch.cos(pk)], dim=-1) / math.sqrt(m)
     if stabilize:
         if not causal:
-            hk = hk - _masked_max(hk, key_padding_mask)
+            hk = hk - _masked_max(hk, keep)
         return fq, torch.exp(hk) * fk
     return torch.exp(hq) * fq, torch.exp(hk) * fk
 
 
-def _masked_max(e: Tensor, key_padding_mask: Optional[Tensor]) -> Tensor:
+def _masked_max(e: Tensor, keep: Optional[Tensor]) -> Tensor:
     """max over keys and features of exponents e (B, H, Nk, F) -> (B, H, 1, 1), detached,
-    over unmasked keys only (0 where every key is masked)."""
-    if key_padding_mask is not None:
-        e = e.masked_fill(~key_padding_mask.transpose(-1, -2), float("-inf"))
+    over the kept keys only (``keep`` (B, H, Nk); 0 where every key is masked)."""
+    if keep is not None:
+        e = e.masked_fill(~keep[..., None], float("-inf"))
     mx = e.detach().amax(dim=(-2, -1), keepdim=True)
     return torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
 
 
 def performer_attention(query: Tensor, key: Tensor, value: Tensor, projection: Tensor,
-                        key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False,
+                        attn_mask: Optional[Tensor] = None, *, is_causal: bool = False,
                         scale: Optional[float] = None, kind: str = "positive",
                         stabilize: bool = True, eps: float = 0.0, chunk_size: int = 64,
                         return_state: bool = False, a: Union[float, Tensor, None] = None):
@@ -446,7 +463,8 @@ def performer_attention(query: Tensor, key: Tensor, value: Tensor, projection: T
     query: (B, H, Nq, D)   key: (B, H, Nk, D)   value: (B, H, Nk, Dv)
     projection: (m, D) or (H, m, D), rows ~ N(0, I): iid or orthogonal
         (:func:`random_projection`); the only randomness.
-    key_padding_mask: bool broadcastable to (B, H, 1, Nk), True = real key.
+    attn_mask: bool broadcastable to (B, H, 1, Nk), True = may attend (whole keys only; a mask
+        that depends on the query raises ``ValueError``).
     scale: the softmax's scale, default 1/sqrt(D) as in SDPA: q and k are multiplied by
         sqrt(scale) before the feature map, so the estimated kernel is ``exp(scale q . k)``.
     kind: "positive" (FAVOR+), "optimized" (FAVOR++, Likhosherstov et al., 2022: positive
@@ -465,27 +483,26 @@ def performer_attention(query: Tensor, key: Tensor, value: Tensor, projection: T
     O(N m (D + Dv)) time and O(N (m + Dv)) memory.
     Choromanski et al. (2021), "Rethinking attention with Performers", section 2-3.
     """
-    _check_qkv(query, key, value)
-    _check_key_padding_mask(key_padding_mask, query, key)
-    work = _work_dtype(query.dtype)
+    keep = _check_kernel_args(query, key, value, attn_mask, is_causal, eps, chunk_size)
+    work = work_dtype(query.dtype)
     q, k = _scale_qk(query.to(work), key.to(work), scale)
-    phi_q, phi_k = performer_features(q, k, projection, kind=kind, stabilize=stabilize,
-                                      key_padding_mask=key_padding_mask, causal=is_causal, a=a)
-    res = kernel_attention(phi_q, phi_k, value.to(work), key_padding_mask, is_causal=is_causal,
-                           eps=eps, chunk_size=chunk_size, return_state=return_state)
+    phi_q, phi_k = _performer_features(q, k, projection, kind, stabilize, keep, is_causal, a)
+    res = _kernel_attention(phi_q, phi_k, value.to(work), keep, is_causal, eps, chunk_size,
+                            return_state)
     if return_state:
         return res[0].to(value.dtype), res[1]
     return res.to(value.dtype)
 
 
 def rfa_attention(query: Tensor, key: Tensor, value: Tensor, projection: Tensor,
-                  key_padding_mask: Optional[Tensor] = None, *, is_causal: bool = False,
+                  attn_mask: Optional[Tensor] = None, *, is_causal: bool = False,
                   kernel: str = "gaussian", sigma: Union[float, Tensor] = 1.0,
                   gate: Optional[Tensor] = None, eps: float = 0.0, chunk_size: int = 64,
                   return_state: bool = False):
     """Random feature attention (RFA) of Peng et al. (2021), optionally gated.
 
     query: (B, H, Nq, D)   key: (B, H, Nk, D)   value: (B, H, Nk, Dv)   projection: (m, D).
+    attn_mask: bool broadcastable to (B, H, 1, Nk), True = may attend (whole keys only).
     kernel="gaussian": sin/cos features of the l2-normalised q, k (:func:`rfa_features`);
         estimates ``softmax(q_hat . k_hat / sigma^2)`` attention.
     kernel="arccos": ReLU features of the normalised q, k: arc-cosine kernel attention.
@@ -500,9 +517,8 @@ def rfa_attention(query: Tensor, key: Tensor, value: Tensor, projection: Tensor,
     Note: sin/cos features take both signs, so the normaliser ``phi(q) . z`` can come close
     to 0 for small m; positive features (Performer) do not have that problem.
     """
-    _check_qkv(query, key, value)
-    _check_key_padding_mask(key_padding_mask, query, key)
-    work = _work_dtype(query.dtype)
+    check_qkv(query, key, value)  # the mask is checked by the kernel attention below
+    work = work_dtype(query.dtype)
     # unscaled features: the constant 1/sqrt(m) cancels in the normalised attention
     phi_q = _rfa_features(query.to(work), projection, kernel, sigma, scaled=eps > 0)
     phi_k = _rfa_features(key.to(work), projection, kernel, sigma, scaled=eps > 0)
@@ -510,10 +526,10 @@ def rfa_attention(query: Tensor, key: Tensor, value: Tensor, projection: Tensor,
     if gate is not None:
         if not is_causal:
             raise ValueError("gate needs is_causal=True: gated RFA is a causal recurrence")
-        res = gated_kernel_attention(phi_q, phi_k, v, gate, key_padding_mask, eps=eps,
+        res = gated_kernel_attention(phi_q, phi_k, v, gate, attn_mask, eps=eps,
                                      chunk_size=chunk_size, return_state=return_state)
     else:
-        res = kernel_attention(phi_q, phi_k, v, key_padding_mask, is_causal=is_causal, eps=eps,
+        res = kernel_attention(phi_q, phi_k, v, attn_mask, is_causal=is_causal, eps=eps,
                                chunk_size=chunk_size, return_state=return_state)
     if return_state:
         return res[0].to(value.dtype), res[1]
@@ -545,26 +561,26 @@ def _segsum(a: Tensor) -> Tensor:
                          float("-inf"))
 
 
-def _gate_terms(gate: Tensor, key_padding_mask: Optional[Tensor], shape, dtype):
-    """log g (decay, 0 at masked keys) and 1 - g (write strength, 0 at masked keys)."""
+def _gate_terms(gate: Tensor, keep: Optional[Tensor], shape, dtype):
+    """log g (decay, 0 at masked keys) and 1 - g (write strength, 0 at masked keys);
+    keep: (B, H, N) or None."""
     g = gate.to(dtype).expand(*shape)  # (B, H, N)
     write = 1.0 - g
-    if key_padding_mask is not None:
-        keep = key_padding_mask.expand(*shape[:2], 1, shape[2])[:, :, 0]  # (B, H, N)
+    if keep is not None:
         g = torch.where(keep, g, torch.ones_like(g))
         write = torch.where(keep, write, torch.zeros_like(write))
     return torch.log(g), write
 
 
 def gated_kernel_attention(phi_q: Tensor, phi_k: Tensor, value: Tensor, gate: Tensor,
-                           key_padding_mask: Optional[Tensor] = None, *, eps: float = 0.0,
+                           attn_mask: Optional[Tensor] = None, *, eps: float = 0.0,
                            chunk_size: int = 64,
                            state: Optional[LinearAttentionState] = None,
                            return_state: bool = False):
     """Causal kernel attention whose state decays with a gate (gated RFA), in parallel form.
 
     phi_q, phi_k: (B, H, N, F)   value: (B, H, N, Dv)   gate: (B, H, N) in [0, 1].
-    key_padding_mask: bool broadcastable to (B, H, 1, N): a masked position neither writes
+    attn_mask: bool broadcastable to (B, H, 1, N), True = real key: a masked position neither writes
     nor decays the state (its gate is taken as 1).
 
         S_t = g_t S_{t-1} + (1 - g_t) phi(k_t) v_t^T,   z_t = g_t z_{t-1} + (1 - g_t) phi(k_t)
@@ -576,22 +592,17 @@ def gated_kernel_attention(phi_q: Tensor, phi_k: Tensor, value: Tensor, gate: Te
     chunk states. Equals :func:`gated_kernel_attention_recurrent` (tested).
     Peng et al. (2021), section 3.2, eq. 7.
     """
-    _check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
-    _check_key_padding_mask(key_padding_mask, phi_q, phi_k)
-    _check_eps(eps)
-    _check_int("chunk_size", chunk_size)
-    if phi_q.shape[-2] != phi_k.shape[-2]:
-        raise ValueError(f"gated attention is causal: it needs as many queries as keys, got "
-                         f"phi_q {shape_str(phi_q)} vs phi_k {shape_str(phi_k)}")
+    keep = _check_kernel_args(phi_q, phi_k, value, attn_mask, True, eps, chunk_size,
+                              names=("phi_q", "phi_k", "value"))  # gated attention is causal
     bshape = tuple(torch.broadcast_shapes(phi_q.shape[:2], phi_k.shape[:2], value.shape[:2]))
     n = phi_q.shape[-2]
     _check_gate(gate, bshape + (n,))
     out_dtype = value.dtype
-    work = _work_dtype(value.dtype)
+    work = work_dtype(value.dtype)
     phi_q = phi_q.to(work).expand(*bshape, *phi_q.shape[2:])
     phi_k = phi_k.to(work).expand(*bshape, *phi_k.shape[2:])
     v = value.to(work).expand(*bshape, *value.shape[2:])
-    log_g, write = _gate_terms(gate, key_padding_mask, bshape + (n,), work)
+    log_g, write = _gate_terms(gate, keep, bshape + (n,), work)
     b, h, _, f = phi_q.shape
     dv = v.shape[-1]
     c = min(chunk_size, n)
@@ -643,7 +654,7 @@ def gated_kernel_attention_step(phi_q: Tensor, phi_k: Tensor, value: Tensor, gat
                          ("value", value, "(B, H, Dv)"), ("gate", gate, "(B, H)")):
         check_tensor(name, t, ndim=2 if name == "gate" else 3, layout=lay)
     out_dtype = value.dtype
-    work = _work_dtype(value.dtype)
+    work = work_dtype(value.dtype)
     phi_q, phi_k, value, g = phi_q.to(work), phi_k.to(work), value.to(work), gate.to(work)
     wr = 1.0 - g
     if key_mask is not None:
@@ -662,7 +673,7 @@ def gated_kernel_attention_step(phi_q: Tensor, phi_k: Tensor, value: Tensor, gat
 
 
 def gated_kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor, gate: Tensor,
-                                     key_padding_mask: Optional[Tensor] = None, *,
+                                     attn_mask: Optional[Tensor] = None, *,
                                      eps: float = 0.0,
                                      state: Optional[LinearAttentionState] = None,
                                      return_state: bool = False):
@@ -670,8 +681,8 @@ def gated_kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor
 
     Same arguments and result as :func:`gated_kernel_attention`.
     """
-    _check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
-    _check_key_padding_mask(key_padding_mask, phi_q, phi_k)
+    check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
+    keep = per_key_mask(attn_mask, phi_q, phi_k)
     bshape = tuple(torch.broadcast_shapes(phi_q.shape[:2], phi_k.shape[:2], value.shape[:2]))
     n = phi_q.shape[-2]
     if phi_k.shape[-2] != n:
@@ -682,9 +693,6 @@ def gated_kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor
     phi_k = phi_k.expand(*bshape, *phi_k.shape[2:])
     value = value.expand(*bshape, *value.shape[2:])
     gate = gate.expand(*bshape, n)
-    keep = None
-    if key_padding_mask is not None:
-        keep = key_padding_mask.expand(*bshape, 1, n)[:, :, 0]
     outs = []
     for t in range(n):
         o, state = gated_kernel_attention_step(
@@ -734,8 +742,8 @@ class RandomFeatures(nn.Module):
                  generator: Optional[torch.Generator] = None, eps: float = 0.0,
                  chunk_size: int = 64):
         super().__init__()
-        _check_int("num_heads", num_heads)
-        _check_int("head_dim", head_dim)
+        check_int("num_heads", num_heads)
+        check_int("head_dim", head_dim)
         if feature not in _FEATURES:
             raise ValueError(f"feature must be one of {_FEATURES}, got {feature!r}")
         if gated and feature not in RFA_KERNELS:
@@ -744,7 +752,7 @@ class RandomFeatures(nn.Module):
         self.head_dim = dh = head_dim
         if num_features is None:
             num_features = max(1, round(dh * math.log(max(dh, 2))))
-        _check_int("num_features", num_features)
+        check_int("num_features", num_features)
         self.num_features, self.feature, self.orthogonal = num_features, feature, orthogonal
         self.gated, self.eps, self.chunk_size = gated, eps, chunk_size
         if feature == "gaussian":  # bandwidth sigma per head, learned; starts at 1
@@ -775,7 +783,7 @@ class RandomFeatures(nn.Module):
         if self.feature in SOFTMAX_KINDS:
             q, k = _scale_qk(q, k, None)
             return performer_features(q, k, self.projection, kind=self.feature,
-                                      key_padding_mask=attn_mask, causal=causal)
+                                      attn_mask=attn_mask, causal=causal)
         sigma = torch.exp(self.log_sigma).view(-1, 1, 1) if self.feature == "gaussian" else 1.0
         return (rfa_features(q, self.projection, kernel=self.feature, sigma=sigma),
                 rfa_features(k, self.projection, kernel=self.feature, sigma=sigma))

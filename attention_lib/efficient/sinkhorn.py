@@ -35,8 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_qkv, check_tensor, shape_str
-from .sparse import block_layout_mod, create_mask
+from .._validate import check_int, check_qkv, check_scale, check_tensor, shape_str
+from ..functional import masked_softmax, work_dtype
+from ..masks import block_layout_mod, causal_mask, create_mask
 
 Tensor = torch.Tensor
 
@@ -44,16 +45,9 @@ __all__ = ["block_summaries", "sinkhorn_normalize", "soft_permutation", "sinkhor
            "sinkhorn_mask", "sinkhorn_attention", "SinkhornSorting"]
 # (the normalisation is not called plain ``sinkhorn``: that name is this module's)
 
-_HALF = (torch.float16, torch.bfloat16)
-
-
-def _check_int(name: str, v, minimum: int) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
-
 
 def _check_blocks(name: str, x: Tensor, block_size: int) -> int:
-    _check_int("block_size", block_size, 1)
+    check_int("block_size", block_size, 1)
     n = x.shape[-2]
     if n % block_size:
         raise ValueError(f"the length N = {n} of {name} {shape_str(x)} must be a multiple of "
@@ -71,11 +65,6 @@ def block_summaries(x: Tensor, block_size: int) -> Tensor:
     return x.reshape(*x.shape[:-2], nb, block_size, x.shape[-1]).mean(-2)  # (..., nb, D)
 
 
-def _causal_block_mask(nb: int, device) -> Tensor:
-    """(nb, nb) bool: block a may take block c < a."""
-    return torch.ones(nb, nb, dtype=torch.bool, device=device).tril(-1)
-
-
 def sinkhorn_normalize(log_alpha: Tensor, n_iters: int = 20) -> Tensor:
     """Sinkhorn normalisation in the log domain: log of a (nearly) doubly stochastic matrix.
 
@@ -88,7 +77,7 @@ def sinkhorn_normalize(log_alpha: Tensor, n_iters: int = 20) -> Tensor:
     check_tensor("log_alpha", log_alpha, layout="(..., n, n)")
     if log_alpha.dim() < 2 or log_alpha.shape[-1] != log_alpha.shape[-2]:
         raise ValueError(f"log_alpha must be (..., n, n), got {shape_str(log_alpha)}")
-    _check_int("n_iters", n_iters, 0)
+    check_int("n_iters", n_iters, 0)
     la = log_alpha
     for _ in range(n_iters):
         la = la - torch.logsumexp(la, dim=-1, keepdim=True)  # rows sum to 1
@@ -111,12 +100,11 @@ def soft_permutation(logits: Tensor, *, n_iters: int = 20, temperature: float = 
         raise ValueError(f"logits must be (..., nb, nb), got {shape_str(logits)}")
     if not isinstance(temperature, (int, float)) or temperature <= 0:
         raise ValueError(f"temperature must be a float > 0, got {temperature!r}")
-    _check_int("n_iters", n_iters, 0)
+    check_int("n_iters", n_iters, 0)
     la = logits / temperature
     if is_causal:
-        keep = _causal_block_mask(la.shape[-1], la.device)
-        p = torch.softmax(la.masked_fill(~keep, float("-inf")), dim=-1)
-        return p.masked_fill(~keep.any(-1, keepdim=True), 0.0)
+        earlier = causal_mask(la.shape[-1], offset=-1, device=la.device)  # block c < a
+        return masked_softmax(la, earlier)
     return sinkhorn_normalize(la, n_iters).exp()
 
 
@@ -137,12 +125,12 @@ def sinkhorn_mask(permutation: Tensor, block_size: int, *, is_causal: bool = Fal
     """(N, N) bool token mask of :func:`sinkhorn_layout` (a 2-D ``permutation`` (nb, nb)):
     query i sees key j when j's block is i's block or its partner (and j <= i if causal)."""
     check_tensor("permutation", permutation, ndim=2, layout="(nb, nb)")
-    _check_int("block_size", block_size, 1)
+    check_int("block_size", block_size, 1)
     nb = permutation.shape[-1]
     mask = create_mask(block_layout_mod(sinkhorn_layout(permutation), block_size),
                        nb * block_size, device=permutation.device)
     if is_causal:
-        mask &= torch.ones_like(mask).tril()
+        mask &= causal_mask(mask.shape[-1], device=mask.device)
     return mask
 
 
@@ -163,18 +151,14 @@ def sinkhorn_attention(query: Tensor, key: Tensor, value: Tensor, permutation: T
     ``reference_attention(q, k, v, sinkhorn_mask(P, block_size))``.
     Tay et al. (2020), "Sparse Sinkhorn attention" (local + sorted keys).
     """
-    check_qkv(query, key, value)
-    if query.shape[-2] != key.shape[-2]:
-        raise ValueError(f"Sinkhorn attention is defined for self-attention (Nq = Nk): query "
-                         f"{shape_str(query)} vs key {shape_str(key)}")
+    check_qkv(query, key, value, self_attention="Sinkhorn attention")
     nb = _check_blocks("query", query, block_size)
     check_tensor("permutation", permutation, ndim=(2, 3, 4), layout="(..., nb, nb)")
     if permutation.shape[-2:] != (nb, nb):
         raise ValueError(f"permutation must be (..., nb, nb) with nb = N / block_size = {nb}, "
                          f"got {shape_str(permutation)}")
-    if scale is not None and (not isinstance(scale, (int, float)) or isinstance(scale, bool)):
-        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
-    work = torch.float32 if query.dtype in _HALF else query.dtype
+    check_scale(scale)
+    work = work_dtype(query.dtype)
     q, k, v = query.to(work), key.to(work), value.to(work)
     p = permutation.to(device=q.device, dtype=work)
     bs = block_size
@@ -184,7 +168,7 @@ def sinkhorn_attention(query: Tensor, key: Tensor, value: Tensor, permutation: T
     kb = k.reshape(*k.shape[:2], nb, bs, k.shape[-1])  # (B, H, nb, bs, D)
     vb = v.reshape(*v.shape[:2], nb, bs, v.shape[-1])  # (B, H, nb, bs, Dv)
     if is_causal:
-        p = p * _causal_block_mask(nb, q.device)
+        p = p * causal_mask(nb, offset=-1, device=q.device)  # only blocks c < a
     # sorted blocks: K~_a = sum_c P[a, c] K_c -- (B, H, nb, bs, D), O(nb^2 bs D) work
     ks = torch.einsum("...ac,...ctd->...atd", p, kb)
     vs = torch.einsum("...ac,...ctd->...atd", p, vb)
@@ -192,8 +176,7 @@ def sinkhorn_attention(query: Tensor, key: Tensor, value: Tensor, permutation: T
     vals = torch.cat([vs.expand(*lead, *vs.shape[-3:]), vb.expand(*lead, *vb.shape[-3:])], -2)
     scores = qb @ keys.transpose(-2, -1)  # (B, H, nb, bs, 2 bs)
     if is_causal:
-        t = torch.arange(bs, device=q.device)
-        own = t[None, :] <= t[:, None]  # (bs, bs) causal inside the block
+        own = causal_mask(bs, device=q.device)  # (bs, bs) causal inside the block
         has_partner = (p > 0).any(-1)  # (..., nb)
         sorted_ok = has_partner[..., :, None, None].expand(*has_partner.shape, bs, bs)
         keep = torch.cat([sorted_ok, own.expand(*sorted_ok.shape)], dim=-1)  # (..., nb, bs, 2bs)
@@ -222,9 +205,9 @@ class SinkhornSorting(nn.Module):
     def __init__(self, head_dim: int, block_size: int, *, n_iters: int = 8,
                  temperature: float = 0.75):
         super().__init__()
-        _check_int("head_dim", head_dim, 1)
-        _check_int("block_size", block_size, 1)
-        _check_int("n_iters", n_iters, 0)
+        check_int("head_dim", head_dim, 1)
+        check_int("block_size", block_size, 1)
+        check_int("n_iters", n_iters, 0)
         self.head_dim, self.block_size = head_dim, block_size
         self.n_iters, self.temperature = n_iters, temperature
         self.sort_proj = nn.Linear(head_dim, head_dim, bias=False)

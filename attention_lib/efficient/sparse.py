@@ -3,13 +3,15 @@
 A sparse pattern lets each query attend to a few keys only: its neighbours (a sliding window),
 every d-th neighbour (dilated), a few global tokens that see and are seen by everyone
 (Longformer), a few random blocks (BigBird). Building the full (N, N) score matrix and
-masking it computes the same numbers as full attention and saves nothing. The functions
-here come in two kinds:
+masking it computes the same numbers as full attention and saves nothing. Each pattern
+comes in two forms:
 
-* **masks**, for pictures and tests: each pattern is a ``mask_mod(b, h, q_idx, kv_idx) -> bool``
-  (True = may attend), the vocabulary of ``torch.nn.attention.flex_attention``, and
-  :func:`create_mask` evaluates one on a grid to give the dense (Nq, Nk) bool mask;
-* **blocked implementations**, whose time and memory grow as O(N w) for w keys per query:
+* a **mask**, for pictures and tests, in :mod:`attention_lib.masks` with the library's other
+  mask builders: each pattern is a ``mask_mod(b, h, q_idx, kv_idx) -> bool`` (True = may
+  attend), the vocabulary of ``torch.nn.attention.flex_attention``, and
+  :func:`~attention_lib.masks.create_mask` evaluates one on a grid to give the dense
+  (Nq, Nk) bool mask (:func:`~attention_lib.masks.sliding_window_mask`, ...);
+* a **blocked implementation**, here, whose time and memory grow as O(N w) for w keys per query:
   the sequence is cut into blocks, each query block gathers only the key blocks its pattern
   can reach, and the exact token-level mask is applied inside those blocks. No (N, N) tensor
   is ever allocated. Each equals ``reference_attention(q, k, v, mask)`` with the dense mask of
@@ -25,268 +27,35 @@ Peters & Cohan (2020), Longformer (sliding, dilated and global attention); Zahee
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 
-from .._validate import check_qkv, check_tensor, shape_str
+from .._validate import check_int, check_qkv, check_scale, check_tensor, shape_str
+from ..functional import masked_softmax, work_dtype
+from ..masks import (
+    MaskMod,
+    _global_positions,
+    _with_causal,
+    bigbird_layout,
+    causal_mod,
+    sliding_window_mod,
+)
 
 Tensor = torch.Tensor
-MaskMod = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
 __all__ = [
-    # mask_mods and the dense masks
-    "causal_mod", "sliding_window_mod", "dilated_window_mod", "global_tokens_mod",
-    "block_layout_mod", "and_masks", "or_masks", "create_mask",
-    "sliding_window_mask", "dilated_window_mask", "longformer_mask", "random_blocks",
-    "bigbird_layout", "bigbird_mask",
     # blocked implementations
     "block_sparse_attention", "sliding_window_attention", "dilated_window_attention",
     "longformer_attention", "bigbird_attention",
 ]
 
-_HALF = (torch.float16, torch.bfloat16)
-
 
 # --------------------------------------------------------------------------- argument checks
-def _check_int(name: str, v, minimum: int) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
-
-
 def _check_self_attention(query: Tensor, key: Tensor, value: Tensor, scale) -> None:
-    check_qkv(query, key, value)
-    if query.shape[-2] != key.shape[-2]:
-        raise ValueError(f"sparse patterns are defined for self-attention (Nq = Nk): query "
-                         f"{shape_str(query)} vs key {shape_str(key)}")
-    if scale is not None and (not isinstance(scale, (int, float)) or isinstance(scale, bool)):
-        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
-
-
-def _global_positions(global_idx: Union[int, Tensor], n: Optional[int], device) -> Tensor:
-    """Sorted unique positions (G,) from an int g (= positions 0..g-1) or a 1-D int tensor."""
-    if isinstance(global_idx, int) and not isinstance(global_idx, bool):
-        if global_idx < 0:
-            raise ValueError(f"global_idx must be >= 0 when an int, got {global_idx}")
-        g = torch.arange(global_idx if n is None else min(global_idx, n), device=device)
-    elif isinstance(global_idx, torch.Tensor):
-        if global_idx.dtype.is_floating_point or global_idx.dtype == torch.bool \
-                or global_idx.dim() != 1:
-            raise TypeError(f"global_idx must be an int or a 1-D integer tensor of positions, "
-                            f"got dtype {global_idx.dtype} with shape {shape_str(global_idx)}")
-        g = torch.unique(global_idx.to(device=device, dtype=torch.long))  # sorted
-        if g.numel() and (int(g.min()) < 0 or (n is not None and int(g.max()) >= n)):
-            raise ValueError(f"global_idx positions must lie in [0, {n}), got min "
-                             f"{int(g.min())} and max {int(g.max())}")
-    else:
-        raise TypeError(f"global_idx must be an int or a 1-D integer tensor, got "
-                        f"{type(global_idx).__name__}")
-    return g
-
-
-# --------------------------------------------------------------------------- mask_mods
-def causal_mod(b, h, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
-    """Causal pattern: query i sees keys j <= i."""
-    return kv_idx <= q_idx
-
-
-def sliding_window_mod(window: int) -> MaskMod:
-    """Sliding window (local attention): query i sees keys j with |i - j| <= window.
-
-    ``window`` is the reach on each side: 2 window + 1 keys per query, or window + 1 with the
-    causal pattern (Longformer's "window size w" is 2 window here; Mistral's causal
-    ``sliding_window`` s is window = s - 1).
-    """
-    _check_int("window", window, 0)
-
-    def mod(b, h, q_idx, kv_idx):
-        return (q_idx - kv_idx).abs() <= window
-    return mod
-
-
-def dilated_window_mod(window: int, dilation: int) -> MaskMod:
-    """Dilated sliding window (Longformer, section 3.1): keys ``i + t * dilation`` for
-    |t| <= window, i.e. every ``dilation``-th neighbour, reaching ``window * dilation`` away.
-
-    With ``window >= N / dilation`` this is the "strided" pattern of Sparse Transformers
-    (Child et al., 2019): all keys j with (i - j) divisible by the stride.
-    """
-    _check_int("window", window, 0)
-    _check_int("dilation", dilation, 1)
-
-    def mod(b, h, q_idx, kv_idx):
-        d = q_idx - kv_idx
-        return (d.abs() <= window * dilation) & (d % dilation == 0)
-    return mod
-
-
-def global_tokens_mod(global_idx: Union[int, Tensor]) -> MaskMod:
-    """Global tokens (Longformer): a global position attends to every key, and every query
-    attends to it. ``global_idx``: an int g (positions 0..g-1, e.g. a [CLS] token) or a 1-D
-    integer tensor of positions. Combine with a local pattern using :func:`or_masks`."""
-    g = _global_positions(global_idx, None, None)
-    top = int(g.max()) + 1 if g.numel() else 1
-    is_global = torch.zeros(top, dtype=torch.bool)
-    is_global[g] = True
-
-    def lookup(idx: Tensor) -> Tensor:
-        table = is_global.to(idx.device)
-        return (idx < top) & table[idx.clamp(0, top - 1)]
-
-    def mod(b, h, q_idx, kv_idx):
-        return lookup(q_idx) | lookup(kv_idx)
-    return mod
-
-
-def block_layout_mod(layout: Tensor, block_size: int) -> MaskMod:
-    """Block-level pattern: query i sees key j when ``layout[i // block_size, j // block_size]``.
-
-    layout: (num_q_blocks, num_k_blocks) bool. This is what flex_attention's ``BlockMask``
-    stores; positions past the layout are not allowed.
-    """
-    check_tensor("layout", layout, ndim=2, floating=False, layout="(num_q_blocks, num_k_blocks)")
-    if layout.dtype != torch.bool:
-        raise TypeError(f"layout must be bool, got {layout.dtype}")
-    _check_int("block_size", block_size, 1)
-    nbq, nbk = layout.shape
-
-    def mod(b, h, q_idx, kv_idx):
-        qb, kb = q_idx // block_size, kv_idx // block_size
-        inside = (qb < nbq) & (kb < nbk)
-        return inside & layout.to(q_idx.device)[qb.clamp(max=nbq - 1), kb.clamp(max=nbk - 1)]
-    return mod
-
-
-def and_masks(*mods: MaskMod) -> MaskMod:
-    """The intersection of patterns (like ``flex_attention.and_masks``)."""
-    def mod(b, h, q_idx, kv_idx):
-        out = mods[0](b, h, q_idx, kv_idx)
-        for m in mods[1:]:
-            out = out & m(b, h, q_idx, kv_idx)
-        return out
-    return mod
-
-
-def or_masks(*mods: MaskMod) -> MaskMod:
-    """The union of patterns (like ``flex_attention.or_masks``)."""
-    def mod(b, h, q_idx, kv_idx):
-        out = mods[0](b, h, q_idx, kv_idx)
-        for m in mods[1:]:
-            out = out | m(b, h, q_idx, kv_idx)
-        return out
-    return mod
-
-
-def create_mask(mask_mod: MaskMod, nq: int, nk: Optional[int] = None, *,
-                device=None) -> Tensor:
-    """Evaluate ``mask_mod`` on every (query, key) pair: the dense (Nq, Nk) bool mask.
-
-    This allocates Nq x Nk booleans: it is for pictures and tests, not for long sequences.
-    Equivalent to ``flex_attention.create_mask(mask_mod, None, None, nq, nk)`` without the
-    batch and head axes.
-    """
-    nk = nq if nk is None else nk
-    _check_int("nq", nq, 1)
-    _check_int("nk", nk, 1)
-    q_idx = torch.arange(nq, device=device)[:, None]  # (Nq, 1)
-    kv_idx = torch.arange(nk, device=device)[None, :]  # (1, Nk)
-    zero = torch.zeros((), dtype=torch.long, device=device)
-    out = mask_mod(zero, zero, q_idx, kv_idx)
-    return out.expand(nq, nk).clone()  # (Nq, Nk)
-
-
-def _with_causal(mod: MaskMod, is_causal: bool) -> MaskMod:
-    return and_masks(mod, causal_mod) if is_causal else mod
-
-
-# --------------------------------------------------------------------------- dense masks
-def sliding_window_mask(n: int, window: int, *, is_causal: bool = False,
-                        device=None) -> Tensor:
-    """(N, N) bool: query i sees keys j with |i - j| <= window (and j <= i if causal)."""
-    return create_mask(_with_causal(sliding_window_mod(window), is_causal), n, device=device)
-
-
-def dilated_window_mask(n: int, window: int, dilation: int, *, is_causal: bool = False,
-                        device=None) -> Tensor:
-    """(N, N) bool: query i sees keys i + t * dilation, |t| <= window (and j <= i if causal)."""
-    return create_mask(_with_causal(dilated_window_mod(window, dilation), is_causal), n,
-                       device=device)
-
-
-def longformer_mask(n: int, window: int, global_idx: Union[int, Tensor], *,
-                    is_causal: bool = False, device=None) -> Tensor:
-    """(N, N) bool: Longformer's sliding window OR global tokens (and j <= i if causal)."""
-    g = _global_positions(global_idx, n, device)
-    mod = or_masks(sliding_window_mod(window), global_tokens_mod(g))
-    return create_mask(_with_causal(mod, is_causal), n, device=device)
-
-
-def random_blocks(num_blocks: int, num_random: int, *, window_blocks: int = 1,
-                  num_global_blocks: int = 1, is_causal: bool = False,
-                  generator: Optional[torch.Generator] = None, device=None) -> Tensor:
-    """BigBird's random key blocks: (num_blocks, num_random) long, ``-1`` = no block.
-
-    Query block b gets ``num_random`` distinct key blocks drawn uniformly among those its
-    window (|b - c| <= window_blocks) and the global blocks (c < num_global_blocks) do not
-    already cover, and with ``is_causal`` only among earlier blocks c < b. Rows with fewer
-    candidates are padded with -1; global query blocks get none (they see everything).
-    Randomness only from ``generator`` (drawn on the CPU, so it is the same on every device).
-    Zaheer et al. (2020), BigBird, section 2 and appendix D.
-    """
-    _check_int("num_blocks", num_blocks, 1)
-    _check_int("num_random", num_random, 0)
-    _check_int("window_blocks", window_blocks, 0)
-    _check_int("num_global_blocks", num_global_blocks, 0)
-    b = torch.arange(num_blocks)[:, None]
-    c = torch.arange(num_blocks)[None, :]
-    cand = ((b - c).abs() > window_blocks) & (c >= num_global_blocks) & (b >= num_global_blocks)
-    if is_causal:
-        cand &= c < b
-    u = torch.rand(num_blocks, num_blocks, generator=generator)
-    u = torch.where(cand, u, torch.full_like(u, -1.0))
-    r = min(num_random, num_blocks)
-    top, idx = u.topk(r, dim=1)  # r distinct candidates with the largest uniforms
-    idx = torch.where(top >= 0, idx, torch.full_like(idx, -1))
-    if r < num_random:
-        idx = torch.cat([idx, idx.new_full((num_blocks, num_random - r), -1)], dim=1)
-    idx, _ = idx.sort(dim=1, descending=True)  # tidy: real blocks first
-    return idx.to(device)
-
-
-def bigbird_layout(num_blocks: int, rand_blocks: Tensor, *, window_blocks: int = 1,
-                   num_global_blocks: int = 1) -> Tensor:
-    """(num_blocks, num_blocks) bool block layout of BigBird: a band of 2 window_blocks + 1
-    blocks, the first ``num_global_blocks`` block rows and columns, and the random blocks
-    ``rand_blocks`` (num_blocks, r) from :func:`random_blocks` (``-1`` = none)."""
-    _check_int("num_blocks", num_blocks, 1)
-    _check_int("window_blocks", window_blocks, 0)
-    _check_int("num_global_blocks", num_global_blocks, 0)
-    check_tensor("rand_blocks", rand_blocks, ndim=2, floating=False, layout="(num_blocks, r)")
-    if rand_blocks.shape[0] != num_blocks:
-        raise ValueError(f"rand_blocks must have num_blocks = {num_blocks} rows, got "
-                         f"{shape_str(rand_blocks)}")
-    if rand_blocks.numel() and int(rand_blocks.max()) >= num_blocks:
-        raise ValueError(f"rand_blocks has a block index {int(rand_blocks.max())} >= "
-                         f"num_blocks = {num_blocks}")
-    dev = rand_blocks.device
-    b = torch.arange(num_blocks, device=dev)[:, None]
-    c = torch.arange(num_blocks, device=dev)[None, :]
-    layout = ((b - c).abs() <= window_blocks) | (b < num_global_blocks) | (c < num_global_blocks)
-    rows = b.expand_as(rand_blocks)
-    valid = rand_blocks >= 0
-    layout[rows[valid], rand_blocks[valid]] = True
-    return layout  # (num_blocks, num_blocks)
-
-
-def bigbird_mask(n: int, block_size: int, rand_blocks: Tensor, *, window_blocks: int = 1,
-                 num_global_blocks: int = 1, is_causal: bool = False) -> Tensor:
-    """(N, N) bool: the BigBird layout of :func:`bigbird_layout` expanded to tokens."""
-    _check_int("block_size", block_size, 1)
-    layout = bigbird_layout(math.ceil(n / block_size), rand_blocks, window_blocks=window_blocks,
-                            num_global_blocks=num_global_blocks)
-    mod = _with_causal(block_layout_mod(layout, block_size), is_causal)
-    return create_mask(mod, n, device=rand_blocks.device)
+    check_qkv(query, key, value, self_attention="sparse attention")
+    check_scale(scale)
 
 
 # --------------------------------------------------------------------------- the engine
@@ -358,7 +127,7 @@ def _gathered(q: Tensor, k: Tensor, v: Tensor, kv_blocks: Tensor, block_size: in
             keep = torch.cat([keep.expand(*shape, rows, keep.shape[-1]),
                               keep_x.expand(*shape, rows, keep_x.shape[-1])], dim=-1)
         s = s.masked_fill_(~keep, float("-inf"))
-        w = torch.softmax(s, dim=-1)
+        w = torch.softmax(s, dim=-1)  # fused: faster here than masked_softmax's safe max
         row_ok = keep.any(-1, keepdim=True)
         if not bool(row_ok.all()):  # a row with nothing to attend to: zeros, not NaN
             w = w.masked_fill_(~row_ok, 0.0)
@@ -382,14 +151,11 @@ def _dense_rows(q: Tensor, k: Tensor, v: Tensor, rows: Tensor, keep: Optional[Te
     rows: (G,) positions; keep: (G, N) bool or None. Returns (..., G, Dv); memory O(G N).
     """
     s = (q[..., rows, :] @ k.transpose(-2, -1)) * scale  # (..., G, N)
-    if keep is None:
-        return torch.softmax(s, -1) @ v
-    w = torch.softmax(s.masked_fill(~keep, float("-inf")), -1)
-    return w.masked_fill(~keep.any(-1, keepdim=True), 0.0) @ v  # (..., G, Dv)
+    return masked_softmax(s, keep) @ v  # (..., G, Dv)
 
 
 def _prepare(query, key, value, scale):
-    work = torch.float32 if query.dtype in _HALF else query.dtype
+    work = work_dtype(query.dtype)
     s = query.shape[-1] ** -0.5 if scale is None else float(scale)
     return query.to(work), key.to(work), value.to(work), s
 
@@ -409,7 +175,7 @@ def block_sparse_attention(query: Tensor, key: Tensor, value: Tensor, layout: Te
     is_causal=is_causal)``; rows with no allowed key are zeros.
     """
     _check_self_attention(query, key, value, scale)
-    _check_int("block_size", block_size, 1)
+    check_int("block_size", block_size, 1)
     n = query.shape[-2]
     nb = math.ceil(n / block_size)
     check_tensor("layout", layout, ndim=2, floating=False, layout="(nb, nb)")
@@ -485,9 +251,9 @@ def sliding_window_attention(query: Tensor, key: Tensor, value: Tensor, window: 
     computation is that of Zaheer et al. (2020), BigBird, appendix D.
     """
     _check_self_attention(query, key, value, scale)
-    _check_int("window", window, 0)
+    check_int("window", window, 0)
     if block_size is not None:
-        _check_int("block_size", block_size, 1)
+        check_int("block_size", block_size, 1)
     q, k, v, s = _prepare(query, key, value, scale)
     return _local(q, k, v, window, block_size, is_causal, s, q.shape[-2]).to(query.dtype)
 
@@ -509,10 +275,10 @@ def dilated_window_attention(query: Tensor, key: Tensor, value: Tensor, window: 
     strided pattern of Child et al. (2019).
     """
     _check_self_attention(query, key, value, scale)
-    _check_int("window", window, 0)
-    _check_int("dilation", dilation, 1)
+    check_int("window", window, 0)
+    check_int("dilation", dilation, 1)
     if block_size is not None:
-        _check_int("block_size", block_size, 1)
+        check_int("block_size", block_size, 1)
     q, k, v, s = _prepare(query, key, value, scale)
     n = q.shape[-2]
     m = math.ceil(n / dilation)  # length of each subsequence
@@ -550,9 +316,9 @@ def longformer_attention(query: Tensor, key: Tensor, value: Tensor, window: int,
     Beltagy, Peters & Cohan (2020), Longformer, section 3.1 ("global attention").
     """
     _check_self_attention(query, key, value, scale)
-    _check_int("window", window, 0)
+    check_int("window", window, 0)
     if block_size is not None:
-        _check_int("block_size", block_size, 1)
+        check_int("block_size", block_size, 1)
     q, k, v, s = _prepare(query, key, value, scale)
     n = q.shape[-2]
     g = _global_positions(global_idx, n, q.device)
@@ -594,7 +360,7 @@ def bigbird_attention(query: Tensor, key: Tensor, value: Tensor, block_size: int
     variant) and appendix D (the blocked computation).
     """
     _check_self_attention(query, key, value, scale)
-    _check_int("block_size", block_size, 1)
+    check_int("block_size", block_size, 1)
     n = query.shape[-2]
     nb = math.ceil(n / block_size)
     layout = bigbird_layout(nb, rand_blocks.to(query.device), window_blocks=window_blocks,

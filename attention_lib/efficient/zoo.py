@@ -35,7 +35,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .._validate import check_qkv
+from .._validate import check_int, check_qkv
+from ..masks import causal_mask, sliding_window_mask
 from .clustered import kmeans, lsh_attention, random_rotations, routing_attention
 from .flash import flash_attention
 from .linear import linear_attention
@@ -43,7 +44,7 @@ from .lowrank import linformer_attention, linformer_projection
 from .memory import peak_memory
 from .random_features import performer_attention, random_projection, rfa_attention
 from .sinkhorn import block_summaries, sinkhorn_attention, soft_permutation
-from .sparse import sliding_window_attention, sliding_window_mask
+from .sparse import sliding_window_attention
 
 Tensor = torch.Tensor
 AttentionFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -89,9 +90,7 @@ def _naive(q: Tensor, k: Tensor, v: Tensor, is_causal: bool) -> Tensor:
     """softmax(Q K^T / sqrt(D)) V written out: the (B, H, N, N) matrix in memory."""
     s = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, N, N)
     if is_causal:
-        n = q.shape[-2]
-        s = s.masked_fill(~torch.ones(n, n, dtype=torch.bool, device=q.device).tril(),
-                          float("-inf"))
+        s = s.masked_fill(~causal_mask(q.shape[-2], device=q.device), float("-inf"))
     return torch.softmax(s, dim=-1) @ v
 
 
@@ -125,8 +124,7 @@ def catalog(*, head_dim: int = 64, window: int = 256, flash_block: int = 512,
                         ("flash_block", flash_block), ("num_features", num_features),
                         ("projected_length", projected_length),
                         ("bucket_size", bucket_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_int(name, value)
     proj = random_projection(num_features, head_dim, orthogonal=True,
                              generator=torch.Generator().manual_seed(seed))
     if device is not None:
@@ -256,8 +254,7 @@ def measure(variants: Dict[str, Variant], q: Tensor, k: Tensor, v: Tensor, *,
     must be the catalogue's, for the "window" target.
     """
     check_qkv(q, k, v)
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    check_int("repeats", repeats)
     n = q.shape[-2]
     fns = {name: var.build(n, is_causal) for name, var in variants.items()
            if var.causal or not is_causal}
@@ -309,8 +306,7 @@ def sweep(sizes: Iterable[int], *, variants: Optional[Dict[str, Variant]] = None
         variants = {n: variants[n] for n in names}
     records: List[dict] = []
     for n in sizes:
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"sizes must be positive ints, got {n!r}")
+        check_int("sizes", n)
         gen = torch.Generator().manual_seed(seed)
         q, k, v = (torch.randn(batch, heads, n, head_dim, generator=gen, dtype=dtype)
                    .to(device or "cpu") for _ in range(3))

@@ -4,8 +4,12 @@
 import torch
 
 from attention_course.checks import output_check
-from attention_course.checks.chapters.ch03_scoring_functions import (_concat_case, _mh_case,
-                                                                   _qkv_case, _scores_case)
+from attention_course.checks.chapters.ch03_scoring_functions import (
+                                                                   _concat_case,
+                                                                   _mh_case,
+                                                                   _qkv_case,
+                                                                   _scores_case,
+)
 
 f32, f64 = torch.float32, torch.float64
 

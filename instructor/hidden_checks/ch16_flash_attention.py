@@ -4,8 +4,11 @@
 import torch
 
 from attention_course.checks import output_check
-from attention_course.checks.chapters.ch16_flash_attention import (_merge_case, _merge_check,
-                                                                 _tiled_case)
+from attention_course.checks.chapters.ch16_flash_attention import (
+                                                                 _merge_case,
+                                                                 _merge_check,
+                                                                 _tiled_case,
+)
 
 f32, f64 = torch.float32, torch.float64
 

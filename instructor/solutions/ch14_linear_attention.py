@@ -9,13 +9,13 @@ def elu_plus_one(x):
     return torch.where(x > 0, x + 1, torch.exp(torch.clamp(x, max=0.0)))
 
 
-def linear_attention_elu(query, key, value, key_padding_mask=None):
+def linear_attention_elu(query, key, value, attn_mask=None):
     """query: (B, H, Nq, D)  key: (B, H, Nk, D)  value: (B, H, Nk, Dv)
-    key_padding_mask: bool (B, 1, 1, Nk) or None, True = real key  ->  (B, H, Nq, Dv)."""
+    attn_mask: bool (B, 1, 1, Nk) or None, True = real key  ->  (B, H, Nq, Dv)."""
     phi_q = elu_plus_one(query)  # (B, H, Nq, F)
     phi_k = elu_plus_one(key)  # (B, H, Nk, F)
-    if key_padding_mask is not None:
-        keep = key_padding_mask.squeeze(-2).unsqueeze(-1)  # (B, 1, Nk, 1)
+    if attn_mask is not None:
+        keep = attn_mask.squeeze(-2).unsqueeze(-1)  # (B, 1, Nk, 1)
         phi_k = torch.where(keep, phi_k, torch.zeros_like(phi_k))
     kv = torch.einsum("bhnf,bhnv->bhfv", phi_k, value)  # (B, H, F, Dv): S
     z = phi_k.sum(dim=2)  # (B, H, F)

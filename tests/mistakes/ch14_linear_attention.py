@@ -57,15 +57,15 @@ BUGGY = {
     ("elu_plus_one", "relu"): lambda x: torch.relu(x),
     ("elu_plus_one", "exp"): lambda x: x.exp(),
     ("linear_attention_elu", "no normaliser"):
-        lambda q, k, v, key_padding_mask=None: _linear(q, k, v, key_padding_mask, "no norm"),
+        lambda q, k, v, attn_mask=None: _linear(q, k, v, attn_mask, "no norm"),
     ("linear_attention_elu", "no feature map"):
-        lambda q, k, v, key_padding_mask=None: _linear(q, k, v, key_padding_mask, "no phi"),
+        lambda q, k, v, attn_mask=None: _linear(q, k, v, attn_mask, "no phi"),
     ("linear_attention_elu", "inverted mask"):
-        lambda q, k, v, key_padding_mask=None: _linear(q, k, v, key_padding_mask, "inverted"),
+        lambda q, k, v, attn_mask=None: _linear(q, k, v, attn_mask, "inverted"),
     ("linear_attention_elu", "mask ignored"):
-        lambda q, k, v, key_padding_mask=None: _linear(q, k, v, key_padding_mask, "ignored"),
+        lambda q, k, v, attn_mask=None: _linear(q, k, v, attn_mask, "ignored"),
     ("linear_attention_elu", "NaN on fully masked rows"):
-        lambda q, k, v, key_padding_mask=None: _linear(q, k, v, key_padding_mask, "nan"),
+        lambda q, k, v, attn_mask=None: _linear(q, k, v, attn_mask, "nan"),
     ("causal_linear_recurrence", "no normaliser"): lambda q, k, v: _recurrent(q, k, v, "no norm"),
     ("causal_linear_recurrence", "not causal"): lambda q, k, v: _recurrent(q, k, v, "full"),
     ("causal_linear_recurrence", "read before write"):

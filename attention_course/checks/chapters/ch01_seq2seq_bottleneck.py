@@ -17,10 +17,10 @@ from collections import Counter
 import torch
 
 from attention_lib.metrics import corpus_bleu
+
 from ..cases import draw_sizes, generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
-                     trace_check)
+from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
 
 ASSIGNMENT_NAME = "01_seq2seq_bottleneck"
 

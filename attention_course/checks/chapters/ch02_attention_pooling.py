@@ -15,12 +15,17 @@ import math
 import torch
 
 from attention_lib.functional import masked_softmax
-from attention_lib.pooling import (KERNELS, kernel_weights, leave_one_out_mask, make_toy_data,
-                        nadaraya_watson)
+from attention_lib.pooling import (
+    KERNELS,
+    kernel_weights,
+    leave_one_out_mask,
+    make_toy_data,
+    nadaraya_watson,
+)
+
 from ..cases import draw_sizes, generator, randn, uniform
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, number_of, output_check, status_problem,
-                     trace_check)
+from ..kinds import answer_check, grad_check, number_of, output_check, status_problem, trace_check
 
 ASSIGNMENT_NAME = "02_attention_pooling"
 

@@ -15,14 +15,19 @@ import math
 
 import torch
 
-from attention_lib.functional import (concat_score, dot_score, masked_softmax, reference_attention,
-                           scaled_dot_score)
+from attention_lib.functional import (
+    concat_score,
+    dot_score,
+    masked_softmax,
+    reference_attention,
+    scaled_dot_score,
+)
 from attention_lib.layers import split_heads
 from attention_lib.masks import causal_mask
+
 from ..cases import draw_sizes, generator, randn, random_mask
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
-                     trace_check)
+from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
 
 ASSIGNMENT_NAME = "03_scoring_functions"
 

@@ -15,12 +15,12 @@ import math
 import torch
 
 from attention_lib.functional import additive_score, masked_softmax
-from attention_lib.metrics import alignment_error_rate, diagonal_attention, hard_alignment
 from attention_lib.masks import padding_mask
+from attention_lib.metrics import alignment_error_rate, diagonal_attention, hard_alignment
+
 from ..cases import draw_sizes, generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
-                     trace_check)
+from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
 
 ASSIGNMENT_NAME = "04_bahdanau"
 

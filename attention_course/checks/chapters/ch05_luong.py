@@ -18,10 +18,10 @@ import torch
 
 from attention_lib.functional import general_score, masked_softmax
 from attention_lib.masks import padding_mask
+
 from ..cases import draw_sizes, generator, randn, uniform
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
-                     trace_check)
+from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
 
 ASSIGNMENT_NAME = "05_luong"
 

@@ -18,10 +18,10 @@ import torch
 
 from attention_lib.functional import masked_softmax, reference_attention
 from attention_lib.position import rotary_embedding, rotary_frequencies
+
 from ..cases import draw_sizes, generator, randn, uniform
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
-                     trace_check)
+from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
 
 ASSIGNMENT_NAME = "06_self_attention"
 

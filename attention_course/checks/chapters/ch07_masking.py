@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import torch
 
-from attention_lib.functional import attention, masked_softmax, reference_attention
-from attention_lib.masks import causal_mask, combine_masks, key_padding_mask, padding_mask
+from attention_lib.functional import masked_softmax, reference_attention
+from attention_lib.masks import causal_mask, combine_masks, key_mask, padding_mask
+
+from ...exercise_tools import LOOKAHEAD
 from ..cases import draw_sizes, generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
-                     trace_check)
-from ...exercise_tools import LOOKAHEAD
+from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
 
 ASSIGNMENT_NAME = "07_masking"
 
 _INVERTED_HINT = ("your mask is INVERTED: here True means 'may attend' (the convention of "
                   "torch's scaled_dot_product_attention), so real tokens are True and padding "
                   "is False")
-MASKS_FORBID = ("attention_lib.masks.padding_mask", "attention_lib.masks.key_padding_mask",
+MASKS_FORBID = ("attention_lib.masks.padding_mask", "attention_lib.masks.key_mask",
                 "attention_lib.masks.causal_mask", "attention_lib.masks.combine_masks",
                 "attention_lib.masks.from_valid_lens")
 
@@ -46,7 +46,7 @@ def _lengths_case(seed, *, b=None, nk=None, lengths=None, label_extra=""):
 
 # =========================================================================== 1. key mask
 def _km_ref(lengths, num_keys):
-    return key_padding_mask(lengths, num_keys)  # (B, 1, 1, Nk)
+    return key_mask(lengths, num_keys)  # (B, 1, 1, Nk)
 
 
 def _km_positions(lengths, num_keys):
@@ -55,7 +55,7 @@ def _km_positions(lengths, num_keys):
 
 KM_MISTAKES = [
     Mistake("inverted mask", _INVERTED_HINT,
-            lambda lengths, num_keys: ~key_padding_mask(lengths, num_keys)),
+            lambda lengths, num_keys: ~key_mask(lengths, num_keys)),
     Mistake("off by one", "key j of a sentence of length L is real for j = 0 .. L-1: use "
                           "j < L, not j <= L",
             lambda lengths, num_keys: (lambda j, n: (j <= n))(*_km_positions(lengths, num_keys))
@@ -93,7 +93,7 @@ KEY_MASK_FROM_LENGTHS = Exercise(
 
 # =========================================================================== 2. causal + padding
 def _cp_ref(lengths, num_keys):
-    return combine_masks(key_padding_mask(lengths, num_keys),
+    return combine_masks(key_mask(lengths, num_keys),
                          causal_mask(num_keys))  # (B, 1, N, N)
 
 
@@ -101,7 +101,7 @@ def _cp_variant(tri):
     def fn(lengths, num_keys):
         i = torch.arange(num_keys)[:, None]  # (N, 1): query
         j = torch.arange(num_keys)[None, :]  # (1, N): key
-        pad = key_padding_mask(lengths, num_keys)  # (B, 1, 1, N)
+        pad = key_mask(lengths, num_keys)  # (B, 1, 1, N)
         if tri is None:
             return pad.expand(len(lengths), 1, num_keys, num_keys)
         return pad & tri(i, j)

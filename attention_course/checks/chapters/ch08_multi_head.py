@@ -16,13 +16,13 @@ from __future__ import annotations
 import torch
 
 from attention_lib.functional import reference_attention
-from attention_lib.masks import causal_mask, key_padding_mask
 from attention_lib.layers import MultiHeadAttention
+from attention_lib.masks import causal_mask, key_mask
 from attention_lib.multihead import attention_cost, kv_cache_bytes, repeat_kv
+
 from ..cases import draw_sizes, generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
-                     trace_check)
+from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
 
 ASSIGNMENT_NAME = "08_multi_head"
 
@@ -183,7 +183,7 @@ def _mh_case(seed, dtype, *, sizes=None, mask=None, grad=False):
         label += f", causal mask ({n}, {n})"
     elif mask == "padding":
         lengths = torch.randint(1, n + 1, (b,), generator=g)
-        args += (key_padding_mask(lengths, n),)
+        args += (key_mask(lengths, n),)
         label += f", key padding mask for lengths {lengths.tolist()}"
     case = Case(args, label=label)
     if grad:

@@ -20,9 +20,10 @@ import math
 import torch
 
 from attention_lib.complexity import count_flops, make_layer, path_lengths
+
 from ..cases import draw_sizes, generator
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, measured_number, number_of, output_check, trace_check)
+from ..kinds import answer_check, measured_number, number_of, output_check, trace_check
 
 ASSIGNMENT_NAME = "09_complexity"
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attention_lib.masks import causal_mask, key_padding_mask
+from attention_lib.masks import causal_mask, key_mask
 from attention_lib.transformer import SequenceBatchNorm, TransformerEncoderLayer
+
 from ..cases import draw_sizes, generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
-                     trace_check)
+from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
 
 ASSIGNMENT_NAME = "10_transformer"
 
@@ -217,7 +217,7 @@ def _enc_case(seed, dtype, *, sizes=None, norm_first=False, mask=None, grad=Fals
         lengths = torch.randint(1, n + 1, (b,), generator=g)
         if mask == "empty":
             lengths[0] = 0
-        m = key_padding_mask(lengths, n)  # (B, 1, 1, N)
+        m = key_mask(lengths, n)  # (B, 1, 1, N)
         label += f", key padding mask (B, 1, 1, N) for lengths {lengths.tolist()}"
     case = Case((x, w, h, m, norm_first), label=label)
     if grad:

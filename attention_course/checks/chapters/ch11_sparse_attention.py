@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import torch
 
-from attention_lib.efficient.sparse import bigbird_layout, random_blocks, sliding_window_mask
 from attention_lib.functional import masked_softmax, reference_attention
+from attention_lib.masks import bigbird_layout, random_blocks, sliding_window_mask
+
 from ..cases import generator, integer
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
-                     trace_check)
+from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
 from ._part3 import AFTER_HINT, NO_SCALE_HINT, qkv_case, quarter_of_scores
 
 ASSIGNMENT_NAME = "11_sparse_attention"
@@ -90,8 +90,8 @@ def _mask_checks():
                      lambda: [_mask_case(5, 0), _mask_case(4, 9), _mask_case(1, 0)]),
         trace_check("built from torch operations, not attention_lib's masks", "rules",
                     lambda: [_mask_case(9, 3)],
-                    forbid=("attention_lib.efficient.sparse.sliding_window_mask",
-                            "attention_lib.efficient.sparse.create_mask",
+                    forbid=("attention_lib.masks.sliding_window_mask",
+                            "attention_lib.masks.create_mask",
                             "attention_lib.masks.causal_mask")),
     ]
 
@@ -101,7 +101,7 @@ LOCAL_WINDOW_MASK = Exercise(
     "The (N, N) bool mask of a sliding window |i - j| <= window (and j <= i if causal).",
     _mask_checks(), signature="local_window_mask(n, window, is_causal=False)",
     reference=_mask_ref, mistakes=MASK_MISTAKES,
-    forbid=("attention_lib.efficient.sparse.sliding_window_mask",))
+    forbid=("attention_lib.masks.sliding_window_mask",))
 
 
 # =========================================================================== 2. blocked

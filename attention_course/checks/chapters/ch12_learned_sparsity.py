@@ -25,14 +25,20 @@ import math
 import torch
 import torch.nn.functional as F
 
-from attention_lib.efficient.clustered import (hyperplane_collision_probability, lsh_attention, lsh_hash,
-                                    random_rotations, route, shared_qk_keys)
+from attention_lib.efficient.clustered import (
+    hyperplane_collision_probability,
+    lsh_attention,
+    lsh_hash,
+    random_rotations,
+    route,
+    shared_qk_keys,
+)
 from attention_lib.efficient.sinkhorn import sinkhorn_normalize
 from attention_lib.functional import reference_attention
+
 from ..cases import generator, integer, randn, uniform
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
-                     trace_check)
+from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
 from ._part3 import dtname
 
 ASSIGNMENT_NAME = "12_learned_sparsity"

@@ -18,12 +18,16 @@ import math
 
 import torch
 
-from attention_lib.efficient.lowrank import (attention_spectrum, best_rank_k_error, energy_rank,
-                                  linformer_attention)
+from attention_lib.efficient.lowrank import (
+    attention_spectrum,
+    best_rank_k_error,
+    energy_rank,
+    linformer_attention,
+)
+
 from ..cases import generator, integer, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
-                     trace_check)
+from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
 from ._part3 import DIM_HINT, NO_SCALE_HINT, dtname, qkv_case, quarter_of_scores
 
 ASSIGNMENT_NAME = "13_low_rank"

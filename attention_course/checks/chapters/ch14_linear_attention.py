@@ -20,12 +20,11 @@ import torch.nn.functional as F
 from attention_lib.efficient.linear import elu_feature_map, linear_attention
 from attention_lib.efficient.memory import peak_memory
 from attention_lib.functional import reference_attention
+
 from ..cases import generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
-                     trace_check)
-from ._part3 import NORMALISER_HINT, QUADRATIC_HINT, dtname, itemsize, qkv_case, \
-    quarter_of_scores
+from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
+from ._part3 import NORMALISER_HINT, QUADRATIC_HINT, dtname, itemsize, qkv_case, quarter_of_scores
 
 ASSIGNMENT_NAME = "14_linear_attention"
 
@@ -89,14 +88,14 @@ ELU_PLUS_ONE = Exercise(
 
 
 # =========================================================================== 2. non-causal
-def _la_ref(query, key, value, key_padding_mask=None):
-    return linear_attention(query, key, value, key_padding_mask, feature_map="elu", eps=0.0)
+def _la_ref(query, key, value, attn_mask=None):
+    return linear_attention(query, key, value, attn_mask, feature_map="elu", eps=0.0)
 
 
 def _la_variant(*, phi=elu_feature_map, normalise=True, mask_fn=None, safe=True):
-    def fn(query, key, value, key_padding_mask=None):
+    def fn(query, key, value, attn_mask=None):
         pq, pk = phi(query), phi(key)  # (B, H, N, F)
-        m = key_padding_mask if mask_fn is None else mask_fn(key_padding_mask)
+        m = attn_mask if mask_fn is None else mask_fn(attn_mask)
         if m is not None:
             pk = pk * m.transpose(-1, -2).to(pk.dtype)  # (B, H, Nk, 1)
         num = pq @ (pk.transpose(-2, -1) @ value)  # (B, H, Nq, Dv)
@@ -137,7 +136,7 @@ def _la_case(seed, dtype, *, sizes=None, mask=None, grad=False):
             lengths[0] = 0
         m = (torch.arange(nk) < lengths[:, None])[:, None, None, :]  # (B, 1, 1, Nk)
         c.args = c.args + (m,)
-        c.label += f", key_padding_mask (B, 1, 1, Nk) with lengths {lengths.tolist()}"
+        c.label += f", attn_mask (B, 1, 1, Nk) with lengths {lengths.tolist()}"
     return c
 
 
@@ -173,7 +172,7 @@ LINEAR_ATTENTION_ELU = Exercise(
     "linear_attention_elu", "function",
     "Non-causal linear attention with phi = elu + 1, normalised, with a key padding mask, "
     "in O(N).",
-    _la_checks(), signature="linear_attention_elu(query, key, value, key_padding_mask=None)",
+    _la_checks(), signature="linear_attention_elu(query, key, value, attn_mask=None)",
     reference=_la_ref, mistakes=LA_MISTAKES,
     forbid=("attention_lib.efficient.linear.linear_attention",))
 

@@ -16,14 +16,27 @@ import math
 
 import torch
 
-from attention_lib.efficient.random_features import (gaussian_rff, performer_attention, random_projection,
-                                          softmax_kernel_features, softmax_kernel_mse)
+from attention_lib.efficient.random_features import (
+    gaussian_rff,
+    performer_attention,
+    random_projection,
+    softmax_kernel_features,
+    softmax_kernel_mse,
+)
 from attention_lib.functional import reference_attention
+
 from ..cases import generator, randn
 from ..compare import as_tensor
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
-                     status_problem, trace_check)
+from ..kinds import (
+    answer_check,
+    grad_check,
+    measured_number,
+    number_of,
+    output_check,
+    status_problem,
+    trace_check,
+)
 from ._part3 import NORMALISER_HINT, QUADRATIC_HINT, dtname, qkv_case, quarter_of_scores
 
 ASSIGNMENT_NAME = "15_random_features"

@@ -18,11 +18,19 @@ import torch
 from attention_lib.efficient.flash import flash_attention, tile_schedule
 from attention_lib.efficient.memory import peak_memory
 from attention_lib.functional import masked_softmax, reference_attention
+
 from ..cases import generator, integer, randn
 from ..compare import compare_tensors, match_mistake, shape_hint
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
-from ..kinds import (answer_check, grad_check, measured_number, number_of, output_check,
-                     status_problem, trace_check)
+from ..kinds import (
+    answer_check,
+    grad_check,
+    measured_number,
+    number_of,
+    output_check,
+    status_problem,
+    trace_check,
+)
 from ._part3 import DIM_HINT, NO_SCALE_HINT, dtname, qkv_case, quarter_of_scores
 
 ASSIGNMENT_NAME = "16_flash_attention"

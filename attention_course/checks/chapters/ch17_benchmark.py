@@ -23,6 +23,7 @@ import torch
 
 from attention_lib.efficient import zoo
 from attention_lib.efficient.memory import peak_memory
+
 from ..cases import draw_sizes, generator, integer, randn, uniform
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
 from ..kinds import answer_check, grad_check, number_of, output_check, status_problem, trace_check

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from attention_lib.functional import masked_softmax
 from attention_lib.vision import pointing_hits, uniform_pointing_accuracy
+
 from ..cases import draw_sizes, generator, integer, randn, random_mask, uniform
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
 from ..kinds import answer_check, grad_check, number_of, output_check, status_problem, trace_check
