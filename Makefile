@@ -64,8 +64,9 @@ lint: $(ENV_DEP)
 test-lib: $(ENV_DEP)
 	$(PYTHON) -m pytest tests -n $(JOBS) -q --ignore=tests/site --ignore=tests/colab
 
+# Progress bars are for a person running a notebook; executed for the book they are off.
 test-notebooks: $(ENV_DEP)
-	OMP_NUM_THREADS=$(NB_THREADS) $(PYTHON) -m pytest $(NBVAL_FLAGS) -n $(JOBS) --dist loadfile -q $(NOTEBOOKS)
+	TQDM_DISABLE=1 OMP_NUM_THREADS=$(NB_THREADS) $(PYTHON) -m pytest $(NBVAL_FLAGS) -n $(JOBS) --dist loadfile -q $(NOTEBOOKS)
 
 # Browser tests of the built site (skipped, with the reason, when chromium is missing).
 test-site: $(ENV_DEP)
@@ -82,7 +83,7 @@ test: lint test-lib test-notebooks book-strict test-site
 notebooks: $(ENV_DEP)
 	for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb"; start=$$(date +%s); \
-	  $(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace \
+	  TQDM_DISABLE=1 $(PYTHON) -m jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=600 "$$nb"; \
 	  echo "   $$(( $$(date +%s) - start )) s"; \
 	done

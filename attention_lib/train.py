@@ -11,6 +11,8 @@ from typing import Callable, Iterable, Iterator, Optional
 import torch
 from torch import nn
 
+from .utils import progress as progress_bar
+
 __all__ = ["masked_cross_entropy", "train_seq2seq"]
 
 Tensor = torch.Tensor
@@ -39,8 +41,6 @@ def train_seq2seq(model: nn.Module, batches: Iterable, *, steps: int, lr: float 
     runs out. Adam with learning rate ``lr``, gradients clipped to norm ``clip``.
     Returns ``{"loss": [per-step loss], "steps": steps}``.
     """
-    from tqdm.auto import tqdm
-
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     device = device or next(model.parameters()).device
@@ -48,7 +48,7 @@ def train_seq2seq(model: nn.Module, batches: Iterable, *, steps: int, lr: float 
     model.train()
     history = []
     it: Iterator = iter(batches)
-    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
+    bar = progress_bar(range(steps), desc=desc, enabled=progress)
     for step in bar:
         try:
             batch = next(it)

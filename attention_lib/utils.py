@@ -6,11 +6,12 @@ import os
 import random
 import sys
 import types
+import warnings
 
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "get_device", "import_d2l"]
+__all__ = ["seed_everything", "get_device", "import_d2l", "progress"]
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
@@ -86,3 +87,20 @@ def _install_torchvision_placeholder() -> None:
     root = _module("torchvision")
     for sub in ("transforms", "datasets", "models", "io", "ops"):
         setattr(root, sub, _module(f"torchvision.{sub}"))
+
+
+def progress(iterable, *, desc: str = "", enabled: bool = True, **kwargs):
+    """``iterable`` with a progress bar for a person running a notebook or a script.
+
+    A notebook bar when ipywidgets is installed, else a text bar (``tqdm.auto``'s warning
+    about the missing widgets is silenced). No bar with ``enabled=False``, nor when the
+    environment sets ``TQDM_DISABLE=1``, as ``make notebooks`` and ``make test-notebooks``
+    do, so that the committed outputs of the book hold no progress bars.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
+    if not enabled:
+        kwargs["disable"] = True
+    kwargs.setdefault("mininterval", 1.0)
+    return tqdm(iterable, desc=desc, **kwargs)

@@ -37,6 +37,7 @@ from ._validate import check_int, check_tensor, shape_str
 from .seq2seq import BahdanauDecoder, PlainDecoder
 from .train import masked_cross_entropy
 from .transformer import TransformerEncoder
+from .utils import progress as progress_bar
 
 Tensor = torch.Tensor
 
@@ -470,15 +471,13 @@ def cls_attention(weights: Sequence[Tensor], grid: Tuple[int, int], *,
 # --------------------------------------------------------------------------- training
 def _fit(model: nn.Module, batches: Iterable, loss_fn: Callable, *, steps: int, lr: float,
          clip: float, progress: bool, desc: str) -> dict:
-    from tqdm.auto import tqdm
-
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     history = []
     it: Iterator = iter(batches)
-    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
+    bar = progress_bar(range(steps), desc=desc, enabled=progress)
     for step in bar:
         loss = loss_fn(next(it))
         opt.zero_grad(set_to_none=True)

@@ -125,3 +125,32 @@ def test_config_is_complete():
     import datetime
     year = int(str(CONFIG["copyright"]).split("-")[-1])
     assert 2026 <= year <= datetime.date.today().year, "copyright year is not current"
+
+
+READER_PAGES = NOTEBOOKS + sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("path", READER_PAGES, ids=lambda p: p.name)
+def test_nbval_markers_are_tags_not_comments(path):
+    """nbval reads the tags ``nbval-ignore-output`` etc.; a reader never sees them."""
+    shown = [_source(c).splitlines()[0] for c in _cells(path, "code")
+             if re.search(r"#\s*NBVAL_", _source(c))]
+    assert shown == [], shown
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_outputs_hold_no_progress_bar_warning_or_machine_path(path):
+    """Committed outputs are for readers: bars are off when notebooks are executed for the
+    book (TQDM_DISABLE, set by `make notebooks` and `make test-notebooks`)."""
+    bad = []
+    for i, c in enumerate(_cells(path, "code")):
+        for o in c.get("outputs", []):
+            text = "".join(o.get("text", "")) + "".join(
+                "".join(v) for k, v in o.get("data", {}).items() if k == "text/plain")
+            if re.search(r"\d+%\|", text) or "it/s]" in text:
+                bad.append((i, "progress bar"))
+            if re.search(r"Warning:|warnings\.warn", text):
+                bad.append((i, "warning"))
+            if re.search(r"(\.venv/|site-packages|/tmp/|/home/|/root/|/work/)", text):
+                bad.append((i, "machine path"))
+    assert bad == [], bad
