@@ -27,7 +27,7 @@ the library; the grid's cells are flattened row by row (cell (i, j) is position 
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Iterable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ from torch import nn
 
 from ._validate import check_int, check_tensor, shape_str
 from .seq2seq import BahdanauDecoder, PlainDecoder
-from .train import masked_cross_entropy
+from .train import _fit, masked_cross_entropy
 from .transformer import TransformerEncoder
 
 Tensor = torch.Tensor
@@ -468,31 +468,6 @@ def cls_attention(weights: Sequence[Tensor], grid: Tuple[int, int], *,
 
 
 # --------------------------------------------------------------------------- training
-def _fit(model: nn.Module, batches: Iterable, loss_fn: Callable, *, steps: int, lr: float,
-         clip: float, progress: bool, desc: str) -> dict:
-    from tqdm.auto import tqdm
-
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    history = []
-    it: Iterator = iter(batches)
-    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
-    for step in bar:
-        loss = loss_fn(next(it))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        history.append(loss.item())
-        if progress and step % 20 == 0:
-            bar.set_postfix(loss=f"{history[-1]:.3f}")
-    model.eval()
-    return {"loss": history, "steps": steps}
-
-
 def train_captioner(model: nn.Module, batches: Iterable, *, steps: int, lr: float = 3e-3,
                     clip: float = 1.0, pad_id: int = 0, progress: bool = True,
                     desc: str = "training") -> dict:
