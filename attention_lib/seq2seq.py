@@ -54,6 +54,17 @@ def _check_batch(src: Tensor, src_len: Tensor) -> None:
                          f"{int(src_len.min())}, max {int(src_len.max())}")
 
 
+def _check_tgt_in(tgt_in: Tensor, src: Tensor, src_name: str = "src") -> None:
+    """tgt_in: (B, Nt) integer token ids, one row per row of ``src`` (or the images)."""
+    check_tensor("tgt_in", tgt_in, ndim=2, floating=False, layout="(B, Nt)")
+    if tgt_in.is_floating_point():
+        raise TypeError(f"tgt_in must hold integer token ids, got dtype {tgt_in.dtype} "
+                        f"with shape {shape_str(tgt_in)}")
+    if tgt_in.shape[0] != src.shape[0]:
+        raise ValueError(f"tgt_in {shape_str(tgt_in)} and {src_name} {shape_str(src)} must "
+                         f"have the same batch size")
+
+
 # --------------------------------------------------------------------------- encoder
 class Encoder(nn.Module):
     """Embedding + GRU over the source.
@@ -320,10 +331,7 @@ class Seq2Seq(nn.Module):
         return self(src, src_len, tgt_in)[1]
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor):
-        check_tensor("tgt_in", tgt_in, ndim=2, floating=False, layout="(B, Nt)")
-        if tgt_in.shape[0] != src.shape[0]:
-            raise ValueError(f"tgt_in {shape_str(tgt_in)} and src {shape_str(src)} must have "
-                             f"the same batch size")
+        _check_tgt_in(tgt_in, src)
         states, summary, mask = self.encode(src, src_len)
         return self.decoder(tgt_in, states, summary, mask)
 

@@ -47,7 +47,7 @@ from .layers import MultiHeadAttention
 from .masks import key_mask, padding_mask
 from .multihead import KVCache
 from .position import PositionalEncoding
-from .seq2seq import Seq2Seq, _check_batch
+from .seq2seq import Seq2Seq, _check_batch, _check_tgt_in
 
 Tensor = torch.Tensor
 
@@ -569,10 +569,7 @@ class Transformer(Seq2Seq):
                 return_weights: bool = False):
         if not return_weights:
             return super().forward(src, src_len, tgt_in)
-        check_tensor("tgt_in", tgt_in, ndim=2, floating=False, layout="(B, Nt)")
-        if tgt_in.shape[0] != src.shape[0]:
-            raise ValueError(f"tgt_in {shape_str(tgt_in)} and src {shape_str(src)} must have "
-                             f"the same batch size")
+        _check_tgt_in(tgt_in, src)
         memory, _, w_enc = self.encoder(src, src_len, return_weights=True)
         mask = padding_mask(src_len, src.shape[1])  # (B, Ns)
         logits, w_self, w_cross = self.decoder._run(tgt_in, memory, mask, True)

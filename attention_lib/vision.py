@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validate import check_int, check_tensor, shape_str
-from .seq2seq import BahdanauDecoder, PlainDecoder
+from .seq2seq import BahdanauDecoder, PlainDecoder, _check_tgt_in
 from .train import _fit, masked_cross_entropy
 from .transformer import TransformerEncoder
 
@@ -268,13 +268,7 @@ class _Captioner(nn.Module):
     def forward(self, images: Tensor, tgt_in: Tensor):
         """images: (B, 3, H, W), tgt_in: (B, T) int -> ``(logits (B, T, V), attn)`` with attn
         (B, T, N) for the attention captioner, ``None`` for the plain one."""
-        check_tensor("tgt_in", tgt_in, ndim=2, floating=False, layout="(B, T)")
-        if tgt_in.is_floating_point():
-            raise TypeError(f"tgt_in must hold integer token ids, got dtype {tgt_in.dtype} "
-                            f"with shape {shape_str(tgt_in)}")
-        if tgt_in.shape[0] != images.shape[0]:
-            raise ValueError(f"tgt_in {shape_str(tgt_in)} and images {shape_str(images)} must "
-                             f"have the same batch size")
+        _check_tgt_in(tgt_in, images, "images")
         states, summary, mask = self.encode(images)
         return self.decoder(tgt_in, states, summary, mask)
 
