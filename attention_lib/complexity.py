@@ -476,8 +476,7 @@ def time_call(fn: Callable, *args, repeats: int = 5, warmup: int = 1, reduce: st
     ever slow a run down.
     """
     check_int("repeats", repeats)
-    if not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
+    check_int("warmup", warmup, 0)
     if reduce not in ("median", "min"):
         raise ValueError(f"reduce must be 'median' or 'min', got {reduce!r}")
     if clock not in ("wall", "cpu"):

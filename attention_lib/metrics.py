@@ -45,7 +45,7 @@ from typing import Hashable, Iterable, List, NamedTuple, Optional, Sequence, Set
 
 import torch
 
-from ._validate import shape_str
+from ._validate import check_int, shape_str
 
 Tensor = torch.Tensor
 Tokens = Union[str, Sequence[Hashable]]
@@ -108,8 +108,7 @@ def _ngrams(tokens: Sequence[Hashable], max_order: int) -> Counter:
 
 
 def _check_options(max_order, smooth, weights):
-    if not isinstance(max_order, int) or max_order < 1:
-        raise ValueError(f"max_order must be an int >= 1, got {max_order!r}")
+    check_int("max_order", max_order, 1)
     if smooth not in _SMOOTH_DEFAULTS:
         raise ValueError(f"smooth must be one of {sorted(_SMOOTH_DEFAULTS)}, got {smooth!r}")
     if weights is not None:

@@ -30,7 +30,7 @@ from typing import Callable, Dict, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from ._validate import check_mask, check_tensor, shape_str
+from ._validate import check_int, check_mask, check_tensor, shape_str
 from .functional import masked_softmax
 
 Tensor = torch.Tensor
@@ -309,8 +309,7 @@ def make_toy_data(n: int, *, noise: float = 0.5, low: float = 0.0, high: float =
     Returns ``(x, y)``, both (n,), on the CPU (move them with ``.to(device)``); deterministic
     given ``generator``.
     """
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_int("n", n, 1)
     if not (high > low):
         raise ValueError(f"need low < high, got low={low}, high={high}")
     if noise < 0:

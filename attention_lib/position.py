@@ -199,8 +199,7 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         _check_even_dim("head_dim", head_dim)
         _check_base(base)
-        if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1:
-            raise ValueError(f"max_len must be a positive int, got {max_len!r}")
+        check_int("max_len", max_len, 1)
         self.head_dim, self.base, self.interleaved = head_dim, float(base), interleaved
         cos, sin = self._table(max_len, torch.float32, None)
         self.register_buffer("cos_cached", cos, persistent=False)  # (max_len, D/2)
@@ -232,8 +231,7 @@ class RotaryEmbedding(nn.Module):
                              f"shape {shape_str(x)}")
         n = x.shape[-2]
         if positions is None:
-            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-                raise ValueError(f"offset must be an int >= 0, got {offset!r}")
+            check_int("offset", offset, 0)
             positions = torch.arange(offset, offset + n, device=x.device)
         else:
             _check_positions(positions, n, x)

@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from . import functional as AF
-from ._validate import check_tensor, shape_str
+from ._validate import check_int, check_tensor, shape_str
 from .masks import padding_mask
 
 Tensor = torch.Tensor
@@ -434,8 +434,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, *, bos_id: int, eo
 
 # --------------------------------------------------------------------------- whole splits
 def _sentence_batches(corpus, index, batch_size: int):
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     index = [int(i) for i in index]
     if not index:
         raise ValueError("index is empty: nothing to translate")
