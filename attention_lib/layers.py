@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from . import functional as AF
-from ._validate import check_int, check_mask, check_tensor, shape_str
+from ._validate import check_float, check_int, check_mask, check_tensor, shape_str
 from .masks import causal_mask
 from .multihead import KVCache, repeat_kv
 from .position import RotaryEmbedding
@@ -188,8 +188,7 @@ class MultiHeadAttention(nn.Module):
         if num_heads % num_kv_heads:
             raise ValueError(f"num_heads={num_heads} must be divisible by "
                              f"num_kv_heads={num_kv_heads}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_float("dropout", dropout, maximum=1.0)
         if dropout and attn_fn is not None:
             raise ValueError("dropout belongs to the default attn_fn: pass dropout=0 with "
                              "another attn_fn")

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validate import check_int, check_mask, check_tensor, shape_str
+from ._validate import check_float, check_int, check_mask, check_tensor, shape_str
 from .layers import MultiHeadAttention
 from .masks import key_mask, padding_mask
 from .multihead import KVCache
@@ -65,8 +65,7 @@ def _check_common(d_model, num_heads, dim_feedforward, dropout, norm, activation
         check_int(name, val)
     if d_model % num_heads:
         raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}")
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+    check_float("dropout", dropout, maximum=1.0)
     if norm not in _NORMS:
         raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
     if not (callable(activation) or activation in _ACTIVATIONS):
