@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._validate import broadcastable, check_int, check_tensor, shape_str
+from ._validate import broadcastable, check_int, check_seq, check_tensor, shape_str
 
 Tensor = torch.Tensor
 
@@ -63,10 +63,7 @@ class PositionalEncoding(nn.Module):
                              persistent=False)  # (max_len, d_model)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_tensor("x", x, ndim=3, layout="(B, N, d_model)")
-        if x.shape[-1] != self.d_model:
-            raise ValueError(f"x must have last dim d_model={self.d_model}, got shape "
-                             f"{shape_str(x)}")
+        check_seq("x", x, self.d_model, "d_model")
         if x.shape[1] > self.max_len:
             raise ValueError(f"x with shape {shape_str(x)} has {x.shape[1]} positions, more than "
                              f"max_len={self.max_len}")
