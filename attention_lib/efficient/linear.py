@@ -317,6 +317,25 @@ def _step_shapes(phi_q, phi_k, v):
                          f"{shape_str(phi_q)} vs phi_k {shape_str(phi_k)}")
 
 
+def _step(phi_q, phi_k, value, state, eps, decay=None):
+    """The RNN step shared by the plain and the gated recurrence: write ``phi_k v^T`` (phi_k
+    already masked and scaled by the write strength), after decaying the state by ``decay``
+    (B, H, 1) when given, then read with phi_q. Computes in the work dtype of ``value``."""
+    work = work_dtype(value.dtype)
+    phi_q, phi_k, v = phi_q.to(work), phi_k.to(work), value.to(work)
+    write = phi_k.unsqueeze(-1) * v.unsqueeze(-2)  # (B, H, F, Dv)
+    if state is None:
+        kv, k_sum = write, phi_k
+    elif decay is None:
+        kv, k_sum = state.kv + write, state.k_sum + phi_k
+    else:
+        kv = decay.unsqueeze(-1) * state.kv + write
+        k_sum = decay * state.k_sum + phi_k
+    num = (phi_q.unsqueeze(-2) @ kv).squeeze(-2)  # (B, H, Dv)
+    den = (phi_q * k_sum).sum(-1, keepdim=True)  # (B, H, 1)
+    return _divide(num, den, eps).to(value.dtype), LinearAttentionState(kv, k_sum)
+
+
 def kernel_attention_step(phi_q: Tensor, phi_k: Tensor, value: Tensor,
                           state: Optional[LinearAttentionState] = None, *,
                           eps: float = 1e-6, key_mask: Optional[Tensor] = None):
@@ -333,19 +352,10 @@ def kernel_attention_step(phi_q: Tensor, phi_k: Tensor, value: Tensor,
     Katharopoulos et al. (2020), eq. 16-20 ("Transformers are RNNs").
     """
     _step_shapes(phi_q, phi_k, value)
-    out_dtype = value.dtype
-    work = work_dtype(value.dtype)
-    phi_q, phi_k, value = phi_q.to(work), phi_k.to(work), value.to(work)
+    phi_k = phi_k.to(work_dtype(value.dtype))
     if key_mask is not None:
-        phi_k = phi_k * key_mask.to(work).unsqueeze(-1)
-    write = phi_k.unsqueeze(-1) * value.unsqueeze(-2)  # (B, H, F, Dv)
-    if state is None:
-        kv, k_sum = write, phi_k
-    else:
-        kv, k_sum = state.kv + write, state.k_sum + phi_k
-    num = (phi_q.unsqueeze(-2) @ kv).squeeze(-2)  # (B, H, Dv)
-    den = (phi_q * k_sum).sum(-1, keepdim=True)  # (B, H, 1)
-    return _divide(num, den, eps).to(out_dtype), LinearAttentionState(kv, k_sum)
+        phi_k = phi_k * key_mask.to(phi_k.dtype).unsqueeze(-1)
+    return _step(phi_q, phi_k, value, state, eps)
 
 
 def kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor,
@@ -509,26 +519,15 @@ def gated_kernel_attention_step(phi_q: Tensor, phi_k: Tensor, value: Tensor, gat
     key_mask: bool (B, H), False = padding: the state passes through unchanged.
     Returns ``(out_t (B, H, Dv), new state)``.
     """
-    for name, t, lay in (("phi_q", phi_q, "(B, H, F)"), ("phi_k", phi_k, "(B, H, F)"),
-                         ("value", value, "(B, H, Dv)"), ("gate", gate, "(B, H)")):
-        check_tensor(name, t, ndim=2 if name == "gate" else 3, layout=lay)
-    out_dtype = value.dtype
+    _step_shapes(phi_q, phi_k, value)
+    check_tensor("gate", gate, ndim=2, layout="(B, H)")
     work = work_dtype(value.dtype)
-    phi_q, phi_k, value, g = phi_q.to(work), phi_k.to(work), value.to(work), gate.to(work)
+    g = gate.to(work)
     wr = 1.0 - g
     if key_mask is not None:
         g = torch.where(key_mask, g, torch.ones_like(g))
         wr = torch.where(key_mask, wr, torch.zeros_like(wr))
-    g, wr = g[..., None], wr[..., None]  # (B, H, 1)
-    write = (wr * phi_k).unsqueeze(-1) * value.unsqueeze(-2)  # (B, H, F, Dv)
-    if state is None:
-        kv, k_sum = write, wr * phi_k
-    else:
-        kv = g.unsqueeze(-1) * state.kv + write
-        k_sum = g * state.k_sum + wr * phi_k
-    num = (phi_q.unsqueeze(-2) @ kv).squeeze(-2)  # (B, H, Dv)
-    den = (phi_q * k_sum).sum(-1, keepdim=True)  # (B, H, 1)
-    return _divide(num, den, eps).to(out_dtype), LinearAttentionState(kv, k_sum)
+    return _step(phi_q, wr[..., None] * phi_k.to(work), value, state, eps, decay=g[..., None])
 
 
 def gated_kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor, gate: Tensor,
