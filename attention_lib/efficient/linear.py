@@ -358,6 +358,36 @@ def kernel_attention_step(phi_q: Tensor, phi_k: Tensor, value: Tensor,
     return _step(phi_q, phi_k, value, state, eps)
 
 
+def _recurrent(phi_q, phi_k, value, attn_mask, gate, eps, state, return_state):
+    """The loop of the recurrent forms: one step per position, gated when ``gate`` is given.
+    phi_q, phi_k: (B, H, N, F)   value: (B, H, N, Dv)   gate: None or (B, H, N)."""
+    check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
+    keep = per_key_mask(attn_mask, phi_q, phi_k)
+    n = phi_q.shape[-2]
+    if phi_k.shape[-2] != n:
+        raise ValueError(f"the recurrent form needs as many queries as keys: phi_q "
+                         f"{shape_str(phi_q)} vs phi_k {shape_str(phi_k)}")
+    bshape = tuple(torch.broadcast_shapes(phi_q.shape[:2], phi_k.shape[:2], value.shape[:2]))
+    if gate is not None:
+        _check_gate(gate, bshape + (n,))
+        gate = gate.expand(*bshape, n)
+    phi_q = phi_q.expand(*bshape, *phi_q.shape[2:])
+    phi_k = phi_k.expand(*bshape, *phi_k.shape[2:])
+    value = value.expand(*bshape, *value.shape[2:])
+    outs = []
+    for t in range(n):
+        args = (phi_q[:, :, t], phi_k[:, :, t], value[:, :, t])
+        mask_t = None if keep is None else keep[:, :, t]
+        if gate is None:
+            out_t, state = kernel_attention_step(*args, state, eps=eps, key_mask=mask_t)
+        else:
+            out_t, state = gated_kernel_attention_step(*args, gate[:, :, t], state, eps=eps,
+                                                       key_mask=mask_t)
+        outs.append(out_t)
+    out = torch.stack(outs, dim=-2)  # (B, H, N, Dv)
+    return (out, state) if return_state else out
+
+
 def kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor,
                                attn_mask: Optional[Tensor] = None, *,
                                eps: float = 1e-6, state: Optional[LinearAttentionState] = None,
@@ -370,23 +400,7 @@ def kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor,
     Returns (B, H, N, Dv) (and the final state with ``return_state``); equals
     ``kernel_attention(..., is_causal=True)`` up to rounding. Slow: it shows the RNN.
     """
-    check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
-    keep = per_key_mask(attn_mask, phi_q, phi_k)
-    if phi_q.shape[-2] != phi_k.shape[-2]:
-        raise ValueError(f"the recurrent form needs as many queries as keys: phi_q "
-                         f"{shape_str(phi_q)} vs phi_k {shape_str(phi_k)}")
-    bshape = torch.broadcast_shapes(phi_q.shape[:2], phi_k.shape[:2], value.shape[:2])
-    phi_q = phi_q.expand(*bshape, *phi_q.shape[2:])
-    phi_k = phi_k.expand(*bshape, *phi_k.shape[2:])
-    value = value.expand(*bshape, *value.shape[2:])
-    outs = []
-    for t in range(phi_q.shape[-2]):
-        out_t, state = kernel_attention_step(
-            phi_q[:, :, t], phi_k[:, :, t], value[:, :, t], state, eps=eps,
-            key_mask=None if keep is None else keep[:, :, t])
-        outs.append(out_t)
-    out = torch.stack(outs, dim=-2)  # (B, H, N, Dv)
-    return (out, state) if return_state else out
+    return _recurrent(phi_q, phi_k, value, attn_mask, None, eps, state, return_state)
 
 
 def linear_attention_recurrent(query: Tensor, key: Tensor, value: Tensor,
@@ -539,26 +553,7 @@ def gated_kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor
 
     Same arguments and result as :func:`gated_kernel_attention`.
     """
-    check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
-    keep = per_key_mask(attn_mask, phi_q, phi_k)
-    bshape = tuple(torch.broadcast_shapes(phi_q.shape[:2], phi_k.shape[:2], value.shape[:2]))
-    n = phi_q.shape[-2]
-    if phi_k.shape[-2] != n:
-        raise ValueError(f"gated attention is causal: it needs as many queries as keys, got "
-                         f"phi_q {shape_str(phi_q)} vs phi_k {shape_str(phi_k)}")
-    _check_gate(gate, bshape + (n,))
-    phi_q = phi_q.expand(*bshape, *phi_q.shape[2:])
-    phi_k = phi_k.expand(*bshape, *phi_k.shape[2:])
-    value = value.expand(*bshape, *value.shape[2:])
-    gate = gate.expand(*bshape, n)
-    outs = []
-    for t in range(n):
-        o, state = gated_kernel_attention_step(
-            phi_q[:, :, t], phi_k[:, :, t], value[:, :, t], gate[:, :, t], state, eps=eps,
-            key_mask=None if keep is None else keep[:, :, t])
-        outs.append(o)
-    out = torch.stack(outs, dim=-2)  # (B, H, N, Dv)
-    return (out, state) if return_state else out
+    return _recurrent(phi_q, phi_k, value, attn_mask, gate, eps, state, return_state)
 
 
 # --------------------------------------------------------------------------- fast weights
