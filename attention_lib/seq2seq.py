@@ -31,7 +31,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from . import functional as AF
 from ._validate import check_int, check_tensor, shape_str
-from .masks import padding_mask
+from .masks import mask_to_bias, padding_mask
 
 Tensor = torch.Tensor
 
@@ -165,8 +165,7 @@ class BahdanauDecoder(nn.Module):
     def init_state(self, states: Tensor, summary: Tensor, src_mask: Tensor):
         # the mask as an additive bias, built once per sentence: every row has a real source
         # token (src_len >= 1), so softmax(scores + bias) equals masked_softmax(scores, mask)
-        bias = torch.zeros_like(src_mask, dtype=states.dtype).masked_fill(~src_mask,
-                                                                          float("-inf"))
+        bias = mask_to_bias(src_mask, states.dtype)  # (B, Ns)
         return {"h": torch.tanh(self.init(summary)), "states": states,
                 "keys": self.W_k(states), "mask": src_mask, "bias": bias}  # keys: (B, Ns, A)
 
