@@ -45,7 +45,7 @@ from typing import Hashable, Iterable, List, NamedTuple, Optional, Sequence, Set
 
 import torch
 
-from ._validate import check_int, shape_str
+from ._validate import check_int, check_tensor, shape_str
 
 Tensor = torch.Tensor
 Tokens = Union[str, Sequence[Hashable]]
@@ -343,12 +343,7 @@ def hard_alignment(weights: Tensor, *, threshold: Optional[float] = None) -> Set
     the first position). With ``threshold``: every entry >= threshold (0, one or several
     links per row).
     """
-    if not isinstance(weights, torch.Tensor):
-        raise TypeError(f"weights must be a torch.Tensor (Nt, Ns), got {type(weights).__name__}")
-    if weights.dim() != 2:
-        raise ValueError(f"weights must be 2-D (Nt, Ns), got shape {shape_str(weights)}")
-    if not weights.is_floating_point():
-        raise TypeError(f"weights must be floating point, got {weights.dtype}")
+    check_tensor("weights", weights, ndim=2, layout="(Nt, Ns)")
     if threshold is None:
         if weights.shape[0] and weights.shape[1] == 0:
             raise ValueError(f"weights has no source positions: shape {shape_str(weights)}")
