@@ -299,7 +299,8 @@ def toy_function(x: Tensor) -> Tensor:
 def make_toy_data(n: int, *, noise: float = 0.5, low: float = 0.0, high: float = 5.0,
                   generator: Optional[torch.Generator] = None,
                   dtype: torch.dtype = torch.float32) -> Tuple[Tensor, Tensor]:
-    """``n`` noisy samples of :func:`toy_function`: x ~ U(low, high) sorted, y = f(x) + noise * N(0, 1).
+    """``n`` noisy samples of :func:`toy_function`: x ~ U(low, high) sorted,
+    y = f(x) + noise * N(0, 1).
 
     Returns ``(x, y)``, both (n,), on the CPU (move them with ``.to(device)``); deterministic
     given ``generator``.

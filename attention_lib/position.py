@@ -4,8 +4,8 @@ Self-attention is permutation equivariant: without position information, shuffli
 tokens shuffles the outputs the same way. Two ways to tell it where the tokens are:
 
 * **add** a vector to each token, e.g. the sinusoidal encoding of Vaswani et al. (2017),
-  :func:`sinusoidal_encoding` (and the module :class:`PositionalEncoding`). Its shift by ``k`` positions is a fixed
-  linear map, the same at every position: :func:`sinusoidal_shift_matrix`.
+  :func:`sinusoidal_encoding` (and the module :class:`PositionalEncoding`). Its shift by ``k``
+  positions is a fixed linear map, the same at every position: :func:`sinusoidal_shift_matrix`.
 * **rotate** queries and keys by an angle proportional to their position (RoPE, Su et al.,
   2021): :func:`rotary_embedding` and :class:`RotaryEmbedding`. Then the score ``q_m . k_n``
   depends on the positions only through ``m - n``.
