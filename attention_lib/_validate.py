@@ -40,6 +40,17 @@ def check_tensor(name: str, t, *, ndim: Optional[int | Sequence[int]] = None,
                              f"got {t.dim()}-D with shape {shape_str(t)}")
 
 
+def check_seq(name: str, x, dim: Optional[int] = None, dim_name: str = "D", *,
+              n: str = "N", nonempty: bool = False) -> None:
+    """A batch of sequences (B, N, dim): a 3-D float tensor with ``dim`` features on its last
+    axis (any number with None) and, with ``nonempty``, at least one position."""
+    check_tensor(name, x, ndim=3, layout=f"(B, {n}, {dim_name})")
+    if dim is not None and x.shape[-1] != dim:
+        raise ValueError(f"{name} must have last dim {dim_name}={dim}, got shape {shape_str(x)}")
+    if nonempty and x.shape[1] == 0:
+        raise ValueError(f"{name} has no positions: shape {shape_str(x)}")
+
+
 def check_int(name: str, value, minimum: int = 1) -> None:
     """Raise ``ValueError`` unless ``value`` is an integer (not a bool) >= ``minimum``.
 

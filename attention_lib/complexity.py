@@ -53,7 +53,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from ._validate import check_int, check_tensor, shape_str
+from ._validate import check_int, check_seq, check_tensor, shape_str
 from .efficient.memory import peak_memory
 from .functional import reference_attention
 
@@ -83,15 +83,6 @@ TEXTBOOK: Dict[str, dict] = {
 }
 
 
-def _check_seq(name: str, x, d_model: int) -> None:
-    check_tensor(name, x, ndim=3, layout="(B, N, d_model)")
-    if x.shape[-1] != d_model:
-        raise ValueError(f"{name} must have d_model = {d_model} features on its last axis "
-                         f"(B, N, d_model), got shape {shape_str(x)}")
-    if x.shape[1] == 0:
-        raise ValueError(f"{name} is an empty sequence: shape {shape_str(x)}")
-
-
 class ConvLayer(nn.Module):
     """One same-length 1-D convolution over the sequence: output i sees inputs i - k//2 ..
     i + k//2 (zero padding at the ends).
@@ -114,7 +105,7 @@ class ConvLayer(nn.Module):
                               bias=bias, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_seq("x", x, self.d_model)
+        check_seq("x", x, self.d_model, "d_model", nonempty=True)
         return self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, N, d_model)
 
 
@@ -139,7 +130,7 @@ class RecurrentLayer(nn.Module):
                           dtype=dtype)
 
     def forward(self, x: Tensor, *, max_steps: Optional[int] = None) -> Tensor:
-        _check_seq("x", x, self.d_model)
+        check_seq("x", x, self.d_model, "d_model", nonempty=True)
         if max_steps is None:
             return self.gru(x)[0]  # (B, N, d_model)
         check_int("max_steps", max_steps)
@@ -185,7 +176,7 @@ class SelfAttentionLayer(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model, **kw)
 
     def forward(self, x: Tensor, *, is_causal: bool = False) -> Tensor:
-        _check_seq("x", x, self.d_model)
+        check_seq("x", x, self.d_model, "d_model", nonempty=True)
         q, k, v = (p(x)[:, None] for p in (self.q_proj, self.k_proj, self.v_proj))  # (B, 1, N, d)
         out = reference_attention(q, k, v, is_causal=is_causal)  # (B, 1, N, d)
         return self.out_proj(out[:, 0])  # (B, N, d_model)
@@ -476,8 +467,7 @@ def time_call(fn: Callable, *args, repeats: int = 5, warmup: int = 1, reduce: st
     ever slow a run down.
     """
     check_int("repeats", repeats)
-    if not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
+    check_int("warmup", warmup, 0)
     if reduce not in ("median", "min"):
         raise ValueError(f"reduce must be 'median' or 'min', got {reduce!r}")
     if clock not in ("wall", "cpu"):

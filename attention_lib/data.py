@@ -53,6 +53,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 
 import torch
 
+from ._validate import check_int
 from .grammar import Pair, sample_pair
 
 Tensor = torch.Tensor
@@ -117,8 +118,7 @@ class Vocab:
     @classmethod
     def build(cls, sentences: Iterable[Sequence[str]], min_freq: int = 1) -> "Vocab":
         """Vocabulary of the tokens that occur at least ``min_freq`` times in ``sentences``."""
-        if not isinstance(min_freq, int) or min_freq < 1:
-            raise ValueError(f"min_freq must be an int >= 1, got {min_freq!r}")
+        check_int("min_freq", min_freq, 1)
         counts = Counter()
         for s in sentences:
             if isinstance(s, str):
@@ -246,8 +246,7 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, *, shuffle: bool = T
     Returns a list of lists of positions; every position appears once (unless
     ``drop_last`` drops the last, smaller batch).
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     n = len(lengths)
     if shuffle:
         perm = torch.randperm(n, generator=generator).tolist()
@@ -364,8 +363,7 @@ class Batches:
     def __init__(self, corpus: "Corpus", split: str, batch_size: int, *, shuffle: bool = True,
                  generator: Optional[torch.Generator] = None, bucket: bool = True,
                  drop_last: bool = False, device=None):
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        check_int("batch_size", batch_size, 1)
         self.corpus, self.index = corpus, corpus._split_index(split)
         self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
         self.bucket, self.drop_last, self.device = bucket, drop_last, device
@@ -403,8 +401,7 @@ def make_corpus(n_pairs: int, *, seed: int = 0, min_len: int = 3, max_len: int =
     seed: int. min_len, max_len: 3 <= min_len <= max_len.
     fractions: (train, valid, test) shares, stratified by length.
     """
-    if not isinstance(n_pairs, int) or n_pairs < 3:
-        raise ValueError(f"n_pairs must be an int >= 3, got {n_pairs!r}")
+    check_int("n_pairs", n_pairs, 3)
     if not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     if not isinstance(min_len, int) or not isinstance(max_len, int):

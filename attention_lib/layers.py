@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from . import functional as AF
-from ._validate import check_int, check_mask, check_tensor, shape_str
+from ._validate import check_float, check_int, check_mask, check_seq, check_tensor, shape_str
 from .masks import causal_mask
 from .multihead import KVCache, repeat_kv
 from .position import RotaryEmbedding
@@ -39,12 +39,6 @@ def merge_heads(x: Tensor) -> Tensor:
     check_tensor("x", x, ndim=4, floating=False, layout="(B, H, N, Dh)")
     b, h, n, d = x.shape
     return x.transpose(1, 2).reshape(b, n, h * d)  # (B, N, H * Dh)
-
-
-def _check_seq(name: str, x: Tensor, dim: Optional[int] = None, dim_name: str = "D") -> None:
-    check_tensor(name, x, ndim=3, layout=f"(B, N, {dim_name})")
-    if dim is not None and x.shape[-1] != dim:
-        raise ValueError(f"{name} must have last dim {dim_name}={dim}, got shape {shape_str(x)}")
 
 
 def _check_kv(query: Tensor, key: Tensor, value: Tensor) -> None:
@@ -84,9 +78,9 @@ class DotProductAttention(nn.Module):
     def forward(self, query: Tensor, key: Tensor, value: Tensor,
                 attn_mask: Optional[Tensor] = None, *, is_causal: bool = False,
                 return_weights: bool = False):
-        _check_seq("query", query)
-        _check_seq("key", key, query.shape[-1])
-        _check_seq("value", value)
+        check_seq("query", query)
+        check_seq("key", key, query.shape[-1])
+        check_seq("value", value)
         _check_kv(query, key, value)
         mask = _mask_3d(attn_mask, query.shape[0], query.shape[1], key.shape[1])
         res = AF.attention(query[:, None], key[:, None], value[:, None], mask,  # (B, 1, N, D)
@@ -120,9 +114,9 @@ class AdditiveAttention(nn.Module):
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor,
                 attn_mask: Optional[Tensor] = None, *, return_weights: bool = False):
-        _check_seq("query", query, self.W_q.in_features, "Dq")
-        _check_seq("key", key, self.W_k.in_features, "Dk")
-        _check_seq("value", value)
+        check_seq("query", query, self.W_q.in_features, "Dq")
+        check_seq("key", key, self.W_k.in_features, "Dk")
+        check_seq("value", value)
         _check_kv(query, key, value)
         scores = AF.additive_score(query, key, self.W_q.weight, self.W_k.weight,
                                    self.w_v.weight[0])  # (B, Nq, Nk)
@@ -188,8 +182,7 @@ class MultiHeadAttention(nn.Module):
         if num_heads % num_kv_heads:
             raise ValueError(f"num_heads={num_heads} must be divisible by "
                              f"num_kv_heads={num_kv_heads}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_float("dropout", dropout, maximum=1.0)
         if dropout and attn_fn is not None:
             raise ValueError("dropout belongs to the default attn_fn: pass dropout=0 with "
                              "another attn_fn")
@@ -217,9 +210,9 @@ class MultiHeadAttention(nn.Module):
         self_attention = key is None and value is None
         key = query if key is None else key
         value = key if value is None else value
-        _check_seq("query", query, self.embed_dim, "E")
-        _check_seq("key", key, self.kdim, "kdim")
-        _check_seq("value", value, self.vdim, "vdim")
+        check_seq("query", query, self.embed_dim, "E")
+        check_seq("key", key, self.kdim, "kdim")
+        check_seq("value", value, self.vdim, "vdim")
         _check_kv(query, key, value)
         if (past is not None or use_cache or self.rotary is not None) and not self_attention:
             raise ValueError("past, use_cache and rotary are for self-attention: call with the "

@@ -45,7 +45,7 @@ from typing import Hashable, Iterable, List, NamedTuple, Optional, Sequence, Set
 
 import torch
 
-from ._validate import shape_str
+from ._validate import check_int, check_tensor, shape_str
 
 Tensor = torch.Tensor
 Tokens = Union[str, Sequence[Hashable]]
@@ -108,8 +108,7 @@ def _ngrams(tokens: Sequence[Hashable], max_order: int) -> Counter:
 
 
 def _check_options(max_order, smooth, weights):
-    if not isinstance(max_order, int) or max_order < 1:
-        raise ValueError(f"max_order must be an int >= 1, got {max_order!r}")
+    check_int("max_order", max_order, 1)
     if smooth not in _SMOOTH_DEFAULTS:
         raise ValueError(f"smooth must be one of {sorted(_SMOOTH_DEFAULTS)}, got {smooth!r}")
     if weights is not None:
@@ -344,12 +343,7 @@ def hard_alignment(weights: Tensor, *, threshold: Optional[float] = None) -> Set
     the first position). With ``threshold``: every entry >= threshold (0, one or several
     links per row).
     """
-    if not isinstance(weights, torch.Tensor):
-        raise TypeError(f"weights must be a torch.Tensor (Nt, Ns), got {type(weights).__name__}")
-    if weights.dim() != 2:
-        raise ValueError(f"weights must be 2-D (Nt, Ns), got shape {shape_str(weights)}")
-    if not weights.is_floating_point():
-        raise TypeError(f"weights must be floating point, got {weights.dtype}")
+    check_tensor("weights", weights, ndim=2, layout="(Nt, Ns)")
     if threshold is None:
         if weights.shape[0] and weights.shape[1] == 0:
             raise ValueError(f"weights has no source positions: shape {shape_str(weights)}")

@@ -30,7 +30,7 @@ from typing import Callable, Dict, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from ._validate import check_mask, check_tensor, shape_str
+from ._validate import check_device, check_int, check_mask, check_tensor, shape_str
 from .functional import masked_softmax
 
 Tensor = torch.Tensor
@@ -88,9 +88,7 @@ def _check_bandwidth(bandwidth: Bandwidth, like: Tensor) -> Tensor:
         if bandwidth.numel() != 1:
             raise ValueError(f"bandwidth must be a scalar (1 element), got shape "
                              f"{shape_str(bandwidth)}")
-        if bandwidth.device != like.device:
-            raise ValueError(f"bandwidth is on {bandwidth.device} but queries are on "
-                             f"{like.device}")
+        check_device("bandwidth", bandwidth, "queries", like)
         value = float(bandwidth.detach())
         h = bandwidth.reshape(()).to(like.dtype)
     else:
@@ -183,9 +181,7 @@ def kernel_weights(queries: Tensor, keys: Tensor, *, kernel: str = "gaussian",
     if attn_mask is not None:
         check_mask("attn_mask", attn_mask, scores.shape,
                    layout="(Nq, Nk)" if queries.dim() == 1 else "(..., Nq, Nk)")
-        if attn_mask.device != scores.device:
-            raise ValueError(f"attn_mask is on {attn_mask.device} but queries are on "
-                             f"{scores.device}")
+        check_device("attn_mask", attn_mask, "queries", scores)
         support = attn_mask if support is None else support & attn_mask
     return masked_softmax(scores, support)  # (..., Nq, Nk)
 
@@ -226,8 +222,7 @@ def nadaraya_watson(queries: Tensor, keys: Tensor, values: Tensor, *,
     if values.dtype != queries.dtype:
         raise TypeError(f"values must have the dtype of queries ({queries.dtype}), got "
                         f"{values.dtype}")
-    if values.device != queries.device:
-        raise ValueError(f"values are on {values.device} but queries are on {queries.device}")
+    check_device("values", values, "queries", queries)
     try:
         torch.broadcast_shapes(weights.shape[:-2], v.shape[:-2])
     except RuntimeError:
@@ -304,13 +299,13 @@ def toy_function(x: Tensor) -> Tensor:
 def make_toy_data(n: int, *, noise: float = 0.5, low: float = 0.0, high: float = 5.0,
                   generator: Optional[torch.Generator] = None,
                   dtype: torch.dtype = torch.float32) -> Tuple[Tensor, Tensor]:
-    """``n`` noisy samples of :func:`toy_function`: x ~ U(low, high) sorted, y = f(x) + noise * N(0, 1).
+    """``n`` noisy samples of :func:`toy_function`: x ~ U(low, high) sorted,
+    y = f(x) + noise * N(0, 1).
 
     Returns ``(x, y)``, both (n,), on the CPU (move them with ``.to(device)``); deterministic
     given ``generator``.
     """
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_int("n", n, 1)
     if not (high > low):
         raise ValueError(f"need low < high, got low={low}, high={high}")
     if noise < 0:

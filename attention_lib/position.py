@@ -4,8 +4,8 @@ Self-attention is permutation equivariant: without position information, shuffli
 tokens shuffles the outputs the same way. Two ways to tell it where the tokens are:
 
 * **add** a vector to each token, e.g. the sinusoidal encoding of Vaswani et al. (2017),
-  :func:`sinusoidal_encoding` (and the module :class:`PositionalEncoding`). Its shift by ``k`` positions is a fixed
-  linear map, the same at every position: :func:`sinusoidal_shift_matrix`.
+  :func:`sinusoidal_encoding` (and the module :class:`PositionalEncoding`). Its shift by ``k``
+  positions is a fixed linear map, the same at every position: :func:`sinusoidal_shift_matrix`.
 * **rotate** queries and keys by an angle proportional to their position (RoPE, Su et al.,
   2021): :func:`rotary_embedding` and :class:`RotaryEmbedding`. Then the score ``q_m . k_n``
   depends on the positions only through ``m - n``.
@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._validate import broadcastable, check_int, check_tensor, shape_str
+from ._validate import broadcastable, check_int, check_seq, check_tensor, shape_str
 
 Tensor = torch.Tensor
 
@@ -63,10 +63,7 @@ class PositionalEncoding(nn.Module):
                              persistent=False)  # (max_len, d_model)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_tensor("x", x, ndim=3, layout="(B, N, d_model)")
-        if x.shape[-1] != self.d_model:
-            raise ValueError(f"x must have last dim d_model={self.d_model}, got shape "
-                             f"{shape_str(x)}")
+        check_seq("x", x, self.d_model, "d_model")
         if x.shape[1] > self.max_len:
             raise ValueError(f"x with shape {shape_str(x)} has {x.shape[1]} positions, more than "
                              f"max_len={self.max_len}")
@@ -199,8 +196,7 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         _check_even_dim("head_dim", head_dim)
         _check_base(base)
-        if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1:
-            raise ValueError(f"max_len must be a positive int, got {max_len!r}")
+        check_int("max_len", max_len, 1)
         self.head_dim, self.base, self.interleaved = head_dim, float(base), interleaved
         cos, sin = self._table(max_len, torch.float32, None)
         self.register_buffer("cos_cached", cos, persistent=False)  # (max_len, D/2)
@@ -232,8 +228,7 @@ class RotaryEmbedding(nn.Module):
                              f"shape {shape_str(x)}")
         n = x.shape[-2]
         if positions is None:
-            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-                raise ValueError(f"offset must be an int >= 0, got {offset!r}")
+            check_int("offset", offset, 0)
             positions = torch.arange(offset, offset + n, device=x.device)
         else:
             _check_positions(positions, n, x)

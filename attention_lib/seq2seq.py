@@ -30,8 +30,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from . import functional as AF
-from ._validate import check_tensor, shape_str
-from .masks import padding_mask
+from ._validate import check_int, check_tensor, shape_str
+from .masks import mask_to_bias, padding_mask
 
 Tensor = torch.Tensor
 
@@ -52,6 +52,17 @@ def _check_batch(src: Tensor, src_len: Tensor) -> None:
     if src_len.numel() and (int(src_len.min()) < 1 or int(src_len.max()) > src.shape[1]):
         raise ValueError(f"src_len must be in [1, Ns={src.shape[1]}], got min "
                          f"{int(src_len.min())}, max {int(src_len.max())}")
+
+
+def _check_tgt_in(tgt_in: Tensor, src: Tensor, src_name: str = "src") -> None:
+    """tgt_in: (B, Nt) integer token ids, one row per row of ``src`` (or the images)."""
+    check_tensor("tgt_in", tgt_in, ndim=2, floating=False, layout="(B, Nt)")
+    if tgt_in.is_floating_point():
+        raise TypeError(f"tgt_in must hold integer token ids, got dtype {tgt_in.dtype} "
+                        f"with shape {shape_str(tgt_in)}")
+    if tgt_in.shape[0] != src.shape[0]:
+        raise ValueError(f"tgt_in {shape_str(tgt_in)} and {src_name} {shape_str(src)} must "
+                         f"have the same batch size")
 
 
 # --------------------------------------------------------------------------- encoder
@@ -154,8 +165,7 @@ class BahdanauDecoder(nn.Module):
     def init_state(self, states: Tensor, summary: Tensor, src_mask: Tensor):
         # the mask as an additive bias, built once per sentence: every row has a real source
         # token (src_len >= 1), so softmax(scores + bias) equals masked_softmax(scores, mask)
-        bias = torch.zeros_like(src_mask, dtype=states.dtype).masked_fill(~src_mask,
-                                                                          float("-inf"))
+        bias = mask_to_bias(src_mask, states.dtype)  # (B, Ns)
         return {"h": torch.tanh(self.init(summary)), "states": states,
                 "keys": self.W_k(states), "mask": src_mask, "bias": bias}  # keys: (B, Ns, A)
 
@@ -320,10 +330,7 @@ class Seq2Seq(nn.Module):
         return self(src, src_len, tgt_in)[1]
 
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor):
-        check_tensor("tgt_in", tgt_in, ndim=2, floating=False, layout="(B, Nt)")
-        if tgt_in.shape[0] != src.shape[0]:
-            raise ValueError(f"tgt_in {shape_str(tgt_in)} and src {shape_str(src)} must have "
-                             f"the same batch size")
+        _check_tgt_in(tgt_in, src)
         states, summary, mask = self.encode(src, src_len)
         return self.decoder(tgt_in, states, summary, mask)
 
@@ -426,8 +433,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_len: Tensor, *, bos_id: int, eo
 
 # --------------------------------------------------------------------------- whole splits
 def _sentence_batches(corpus, index, batch_size: int):
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     index = [int(i) for i in index]
     if not index:
         raise ValueError("index is empty: nothing to translate")

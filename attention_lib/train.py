@@ -31,19 +31,13 @@ def masked_cross_entropy(logits: Tensor, target: Tensor, pad_id: int = 0) -> Ten
                                        target.reshape(-1), ignore_index=pad_id)
 
 
-def train_seq2seq(model: nn.Module, batches: Iterable, *, steps: int, lr: float = 3e-3,
-                  clip: float = 1.0, pad_id: int = 0, device=None, progress: bool = True,
-                  desc: str = "training", weight_decay: float = 0.0,
-                  on_step: Optional[Callable[[int, float], None]] = None) -> dict:
-    """Train ``model(src, src_len, tgt_in) -> (logits, attn)`` for ``steps`` optimizer steps.
-
-    batches: an iterable of ``(src, src_len, tgt_in, tgt_out, tgt_len)``; it is cycled if it
-    runs out. Adam with learning rate ``lr``, gradients clipped to norm ``clip``.
-    Returns ``{"loss": [per-step loss], "steps": steps}``.
-    """
+def _fit(model: nn.Module, batches: Iterable, loss_fn: Callable, *, steps: int, lr: float,
+         clip: float, progress: bool, desc: str, weight_decay: float = 0.0,
+         on_step: Optional[Callable[[int, float], None]] = None) -> dict:
+    """The loop: ``steps`` Adam steps on ``loss_fn(batch)``, gradients clipped to norm ``clip``,
+    ``batches`` cycled if it runs out. Returns ``{"loss": [per-step loss], "steps": steps}``."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    device = device or next(model.parameters()).device
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     model.train()
     history = []
@@ -55,9 +49,7 @@ def train_seq2seq(model: nn.Module, batches: Iterable, *, steps: int, lr: float 
         except StopIteration:
             it = iter(batches)
             batch = next(it)
-        src, src_len, tgt_in, tgt_out, _ = (t.to(device) for t in batch)
-        logits, _ = model(src, src_len, tgt_in)
-        loss = masked_cross_entropy(logits, tgt_out, pad_id)
+        loss = loss_fn(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if clip:
@@ -70,3 +62,24 @@ def train_seq2seq(model: nn.Module, batches: Iterable, *, steps: int, lr: float 
             bar.set_postfix(loss=f"{history[-1]:.3f}")
     model.eval()
     return {"loss": history, "steps": steps}
+
+
+def train_seq2seq(model: nn.Module, batches: Iterable, *, steps: int, lr: float = 3e-3,
+                  clip: float = 1.0, pad_id: int = 0, device=None, progress: bool = True,
+                  desc: str = "training", weight_decay: float = 0.0,
+                  on_step: Optional[Callable[[int, float], None]] = None) -> dict:
+    """Train ``model(src, src_len, tgt_in) -> (logits, attn)`` for ``steps`` optimizer steps.
+
+    batches: an iterable of ``(src, src_len, tgt_in, tgt_out, tgt_len)``; it is cycled if it
+    runs out. Adam with learning rate ``lr``, gradients clipped to norm ``clip``.
+    Returns ``{"loss": [per-step loss], "steps": steps}``.
+    """
+    device = device or next(model.parameters()).device
+
+    def loss_fn(batch):
+        src, src_len, tgt_in, tgt_out, _ = (t.to(device) for t in batch)
+        logits, _ = model(src, src_len, tgt_in)
+        return masked_cross_entropy(logits, tgt_out, pad_id)
+
+    return _fit(model, batches, loss_fn, steps=steps, lr=lr, clip=clip, progress=progress,
+                desc=desc, weight_decay=weight_decay, on_step=on_step)

@@ -42,12 +42,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validate import check_int, check_mask, check_tensor, shape_str
+from ._validate import check_float, check_int, check_mask, check_seq, check_tensor, shape_str
 from .layers import MultiHeadAttention
 from .masks import key_mask, padding_mask
 from .multihead import KVCache
 from .position import PositionalEncoding
-from .seq2seq import Seq2Seq, _check_batch
+from .seq2seq import Seq2Seq, _check_batch, _check_tgt_in
 
 Tensor = torch.Tensor
 
@@ -65,21 +65,12 @@ def _check_common(d_model, num_heads, dim_feedforward, dropout, norm, activation
         check_int(name, val)
     if d_model % num_heads:
         raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}")
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+    check_float("dropout", dropout, maximum=1.0)
     if norm not in _NORMS:
         raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
     if not (callable(activation) or activation in _ACTIVATIONS):
         raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)} or a callable, "
                          f"got {activation!r}")
-
-
-def _check_x(name: str, x: Tensor, d_model: int, n: str = "N", empty_ok: bool = False) -> None:
-    check_tensor(name, x, ndim=3, layout=f"(B, {n}, d_model)")
-    if x.shape[-1] != d_model:
-        raise ValueError(f"{name} must have last dim d_model={d_model}, got shape {shape_str(x)}")
-    if x.shape[1] == 0 and not empty_ok:
-        raise ValueError(f"{name} has no positions: shape {shape_str(x)}")
 
 
 def _check_token_mask(token_mask: Optional[Tensor], x: Tensor) -> None:
@@ -113,7 +104,7 @@ class SequenceBatchNorm(nn.Module):
         self.bn = nn.BatchNorm1d(d_model, eps=eps, momentum=momentum)
 
     def forward(self, x: Tensor, token_mask: Optional[Tensor] = None) -> Tensor:
-        _check_x("x", x, self.bn.num_features)
+        check_seq("x", x, self.bn.num_features, "d_model", nonempty=True)
         _check_token_mask(token_mask, x)
         if token_mask is None:
             return self.bn(x.transpose(1, 2)).transpose(1, 2)  # (B, N, d)
@@ -215,7 +206,7 @@ class TransformerEncoderLayer(nn.Module):
 
     def forward(self, x: Tensor, *, attn_mask: Optional[Tensor] = None,
                 token_mask: Optional[Tensor] = None, return_weights: bool = False):
-        _check_x("x", x, self.d_model)
+        check_seq("x", x, self.d_model, "d_model", nonempty=True)
         _check_token_mask(token_mask, x)
         tm = token_mask
         if self.norm_first:
@@ -265,8 +256,8 @@ class TransformerDecoderLayer(nn.Module):
                 memory_attn_mask: Optional[Tensor] = None, is_causal: bool = True,
                 past: Optional[KVCache] = None, use_cache: bool = False,
                 token_mask: Optional[Tensor] = None, return_weights: bool = False):
-        _check_x("x", x, self.d_model, "Nt")
-        _check_x("memory", memory, self.d_model, "Ns")
+        check_seq("x", x, self.d_model, "d_model", n="Nt", nonempty=True)
+        check_seq("memory", memory, self.d_model, "d_model", n="Ns", nonempty=True)
         _check_token_mask(token_mask, x)
         if memory.shape[0] != x.shape[0]:
             raise ValueError(f"memory {shape_str(memory)} and x {shape_str(x)} must have the "
@@ -569,10 +560,7 @@ class Transformer(Seq2Seq):
                 return_weights: bool = False):
         if not return_weights:
             return super().forward(src, src_len, tgt_in)
-        check_tensor("tgt_in", tgt_in, ndim=2, floating=False, layout="(B, Nt)")
-        if tgt_in.shape[0] != src.shape[0]:
-            raise ValueError(f"tgt_in {shape_str(tgt_in)} and src {shape_str(src)} must have "
-                             f"the same batch size")
+        _check_tgt_in(tgt_in, src)
         memory, _, w_enc = self.encoder(src, src_len, return_weights=True)
         mask = padding_mask(src_len, src.shape[1])  # (B, Ns)
         logits, w_self, w_cross = self.decoder._run(tgt_in, memory, mask, True)

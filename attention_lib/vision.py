@@ -27,17 +27,16 @@ the library; the grid's cells are flattened row by row (cell (i, j) is position 
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Iterable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._validate import check_int, check_tensor, shape_str
-from .seq2seq import BahdanauDecoder, PlainDecoder
-from .train import masked_cross_entropy
+from .seq2seq import BahdanauDecoder, PlainDecoder, _check_tgt_in
+from .train import _fit, masked_cross_entropy
 from .transformer import TransformerEncoder
-from .utils import progress as progress_bar
 
 Tensor = torch.Tensor
 
@@ -269,13 +268,7 @@ class _Captioner(nn.Module):
     def forward(self, images: Tensor, tgt_in: Tensor):
         """images: (B, 3, H, W), tgt_in: (B, T) int -> ``(logits (B, T, V), attn)`` with attn
         (B, T, N) for the attention captioner, ``None`` for the plain one."""
-        check_tensor("tgt_in", tgt_in, ndim=2, floating=False, layout="(B, T)")
-        if tgt_in.is_floating_point():
-            raise TypeError(f"tgt_in must hold integer token ids, got dtype {tgt_in.dtype} "
-                            f"with shape {shape_str(tgt_in)}")
-        if tgt_in.shape[0] != images.shape[0]:
-            raise ValueError(f"tgt_in {shape_str(tgt_in)} and images {shape_str(images)} must "
-                             f"have the same batch size")
+        _check_tgt_in(tgt_in, images, "images")
         states, summary, mask = self.encode(images)
         return self.decoder(tgt_in, states, summary, mask)
 
@@ -469,29 +462,6 @@ def cls_attention(weights: Sequence[Tensor], grid: Tuple[int, int], *,
 
 
 # --------------------------------------------------------------------------- training
-def _fit(model: nn.Module, batches: Iterable, loss_fn: Callable, *, steps: int, lr: float,
-         clip: float, progress: bool, desc: str) -> dict:
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    history = []
-    it: Iterator = iter(batches)
-    bar = progress_bar(range(steps), desc=desc, enabled=progress)
-    for step in bar:
-        loss = loss_fn(next(it))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        history.append(loss.item())
-        if progress and step % 20 == 0:
-            bar.set_postfix(loss=f"{history[-1]:.3f}")
-    model.eval()
-    return {"loss": history, "steps": steps}
-
-
 def train_captioner(model: nn.Module, batches: Iterable, *, steps: int, lr: float = 3e-3,
                     clip: float = 1.0, pad_id: int = 0, progress: bool = True,
                     desc: str = "training") -> dict:

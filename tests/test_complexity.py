@@ -130,7 +130,7 @@ def test_bad_inputs_are_rejected():
     layer = C.make_layer("attention", 4)
     assert_rejected(lambda: layer(torch.randn(5, 4)), ValueError, r"x must be 3-D.*\(5, 4\)")
     assert_rejected(lambda: layer(torch.randn(1, 5, 3)), ValueError,
-                    r"x must have d_model = 4.*\(1, 5, 3\)")
+                    r"x must have last dim d_model=4, got shape \(1, 5, 3\)")
     assert_rejected(lambda: layer(torch.ones(1, 5, 4, dtype=torch.long)), TypeError,
                     r"x must be a floating-point")
     rnn = C.make_layer("rnn", 4)

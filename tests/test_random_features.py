@@ -316,9 +316,9 @@ def test_gated_recurrent_equals_parallel(n, chunk, masked, extremes, seed):
         gate[..., ::3] = 0.0
         gate[..., 1::4] = 1.0
     keep = rand_mask((2, 1, 1, n), gen, p=0.7, keep_first=False) if masked else None
-    par, sp = R.gated_kernel_attention(phi_q, phi_k, v, gate, keep, chunk_size=chunk,
+    par, sp = L.gated_kernel_attention(phi_q, phi_k, v, gate, keep, chunk_size=chunk,
                                        return_state=True)
-    rec, sr = R.gated_kernel_attention_recurrent(phi_q, phi_k, v, gate, keep, return_state=True)
+    rec, sr = L.gated_kernel_attention_recurrent(phi_q, phi_k, v, gate, keep, return_state=True)
     assert_close(par, rec)
     assert_close(sp.kv, sr.kv)
     assert_close(sp.k_sum, sr.k_sum)
@@ -336,10 +336,10 @@ def test_gated_with_unit_gates_is_plain_and_matches_dense_decay(gen):
             wgt[t, j] = (1 - gate[0, 0, j]) * torch.prod(gate[0, 0, j + 1:t + 1])
     s = (phi_q[0, 0] @ phi_k[0, 0].T) * wgt
     expected = (s @ v[0, 0]) / s.sum(-1, keepdim=True)
-    assert_close(R.gated_kernel_attention(phi_q, phi_k, v, gate, eps=0.0, chunk_size=5)[0, 0],
+    assert_close(L.gated_kernel_attention(phi_q, phi_k, v, gate, eps=0.0, chunk_size=5)[0, 0],
                  expected)
     # g = 0 everywhere: only the current position is remembered -> output = v_t
-    zero = R.gated_kernel_attention(phi_q, phi_k, v, torch.zeros(1, 1, n, dtype=torch.float64),
+    zero = L.gated_kernel_attention(phi_q, phi_k, v, torch.zeros(1, 1, n, dtype=torch.float64),
                                     eps=0.0, chunk_size=5)
     assert_close(zero, v)
 
@@ -416,7 +416,7 @@ def test_gradcheck_performer_rfa_and_gated():
             a, b, c, proj, is_causal=causal, sigma=0.7), (q, k, v))
     gate = torch.rand(1, 1, 5, generator=gen, dtype=torch.float64).requires_grad_()
     phi_q, phi_k = (randn(1, 1, 5, 4, gen=gen).exp().requires_grad_() for _ in range(2))
-    assert torch.autograd.gradcheck(lambda a, b, c, g: R.gated_kernel_attention(
+    assert torch.autograd.gradcheck(lambda a, b, c, g: L.gated_kernel_attention(
         a, b, c, g, chunk_size=4), (phi_q, phi_k, v, gate))
 
 
@@ -443,9 +443,9 @@ CASES = {
               r"scale must be a positive float"),
     "gate without causal": (lambda: R.rfa_attention(Q, K, V, P, gate=f(2, 3, 6)), ValueError,
                             r"gate needs is_causal=True"),
-    "gate range": (lambda: R.gated_kernel_attention(K, K, V, f(2, 3, 6) + 2), ValueError,
+    "gate range": (lambda: L.gated_kernel_attention(K, K, V, f(2, 3, 6) + 2), ValueError,
                    r"gate values must lie in \[0, 1\]"),
-    "gate shape": (lambda: R.gated_kernel_attention(K, K, V, f(2, 3, 5)), ValueError,
+    "gate shape": (lambda: L.gated_kernel_attention(K, K, V, f(2, 3, 5)), ValueError,
                    r"gate must be \(B, H, N\) = \(2, 3, 6\).*got \(2, 3, 5\)"),
     "generator": (lambda: R.random_projection(4, 4, generator=0), TypeError,
                   r"generator must be a torch.Generator, got int"),

@@ -3,7 +3,7 @@
 **Isolation** (:func:`isolation`): on Linux the child runs under bubblewrap (``bwrap``) as an
 unprivileged user of its own (uid 61000 + slot), in its own PID, network, IPC and UTS
 namespaces, in a file system that holds only the system's libraries, the Python environment
-(read-only), ``attention_lib`` (read-only), a stand-in ``attention_course`` package that has
+(read-only), a copy of ``attention_lib`` (read-only), a stand-in ``attention_course`` that has
 no checks, references or hidden inputs (:func:`runner_package`), and its own working folder.
 It sees no instructor material, no other submission and no output folder, opens no network
 connection, and everything it starts dies with it (the PID namespace ends when its first
@@ -251,8 +251,10 @@ def runner_package() -> Path:
     """A folder holding the stand-in ``attention_course`` a graded notebook imports.
 
     It has ``check`` (which does nothing), ``exercise_tools`` (what exercises study), and the
-    child runner with its probe; no check specs, no references, no hidden inputs. Built once
-    per process, read-only for the sandbox."""
+    child runner with its probe; no check specs, no references, no hidden inputs. Beside it, a
+    copy of the ``attention_lib`` the grader itself imported, so that the notebook runs the
+    same library however it was installed (editable, from a wheel, or from another
+    checkout). Built once per process, read-only for the sandbox."""
     global _runner_dir
     with _runner_lock:
         if _runner_dir is None or not _runner_dir.is_dir():
@@ -262,6 +264,9 @@ def runner_package() -> Path:
                 path = d / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(_STAND_IN[rel] if orig is None else (src / orig).read_text())
+            import attention_lib  # the library the grader runs, whatever installed it
+            shutil.copytree(Path(attention_lib.__file__).resolve().parent, d / "attention_lib",
+                            ignore=shutil.ignore_patterns("__pycache__"))
             for p in [d, *d.rglob("*")]:
                 os.chmod(p, 0o755 if p.is_dir() else 0o644)
             _runner_dir = d
@@ -314,7 +319,6 @@ def _read_only_dirs(runner: Optional[Path]) -> List[Tuple[str, str]]:
     import site
     import sysconfig
 
-    import attention_lib
     pairs = []
     for d in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc/fonts",
               "/etc/ld.so.cache", "/etc/alternatives"):
@@ -325,7 +329,6 @@ def _read_only_dirs(runner: Optional[Path]) -> List[Tuple[str, str]]:
     paths |= {v for k, v in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib",
                                                                     "purelib", "platlib")}
     paths |= set(getattr(site, "getsitepackages", lambda: [])())
-    paths.add(os.path.dirname(os.path.realpath(attention_lib.__file__)))
     for p in sorted(p for p in paths if p and os.path.isdir(p)):
         real = os.path.realpath(p)
         if not any(real == q or real.startswith(q + os.sep) for q, _ in pairs):

@@ -10,7 +10,7 @@
 * :mod:`~attention_lib.efficient.sinkhorn` -- Sparse Sinkhorn attention: blocks sorted by a
   soft permutation from Sinkhorn normalisation                              (chapter 12)
 * :mod:`~attention_lib.efficient.linear` -- linear attention with feature maps, causal as an
-  RNN, the fast-weight-programmer view                                      (chapter 14)
+  RNN, gated (decaying) recurrences, the fast-weight-programmer view        (chapter 14)
 * :mod:`~attention_lib.efficient.lowrank` -- attention spectra, the best rank-k matrix, and
   Linformer's projections of the sequence axis                              (chapter 13)
 * :mod:`~attention_lib.efficient.random_features` -- random Fourier features, RFA (Gaussian,

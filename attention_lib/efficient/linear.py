@@ -28,6 +28,9 @@ What is here:
   :func:`linear_attention` applies a feature map first;
 * the recurrent form, :func:`kernel_attention_step` and :func:`kernel_attention_recurrent`
   (and :func:`linear_attention_recurrent`), which equals the causal parallel form;
+* the gated recurrence ``S_t = g_t S_{t-1} + (1 - g_t) phi(k_t) v_t^T`` (gated RFA, Peng et
+  al., 2021): :func:`gated_kernel_attention` (by chunks), :func:`gated_kernel_attention_step`
+  and :func:`gated_kernel_attention_recurrent`; chapter 15's gated random-feature layer uses it;
 * :func:`linear_attention_weights` -- the dense (Nq, Nk) weights, for pictures and tests only;
 * the fast-weight view: :func:`write_memory`, :func:`read_memory` (an outer-product memory,
   with the sum or the delta update rule) and :func:`fast_weight_programmer`;
@@ -68,6 +71,7 @@ __all__ = [
     "elu_feature_map", "relu_feature_map", "identity_feature_map", "FEATURE_MAPS",
     "get_feature_map", "LinearAttentionState", "kernel_attention", "linear_attention",
     "kernel_attention_step", "kernel_attention_recurrent", "linear_attention_recurrent",
+    "gated_kernel_attention", "gated_kernel_attention_step", "gated_kernel_attention_recurrent",
     "linear_attention_weights", "write_memory", "read_memory", "fast_weight_programmer",
 ]
 
@@ -313,6 +317,25 @@ def _step_shapes(phi_q, phi_k, v):
                          f"{shape_str(phi_q)} vs phi_k {shape_str(phi_k)}")
 
 
+def _step(phi_q, phi_k, value, state, eps, decay=None):
+    """The RNN step shared by the plain and the gated recurrence: write ``phi_k v^T`` (phi_k
+    already masked and scaled by the write strength), after decaying the state by ``decay``
+    (B, H, 1) when given, then read with phi_q. Computes in the work dtype of ``value``."""
+    work = work_dtype(value.dtype)
+    phi_q, phi_k, v = phi_q.to(work), phi_k.to(work), value.to(work)
+    write = phi_k.unsqueeze(-1) * v.unsqueeze(-2)  # (B, H, F, Dv)
+    if state is None:
+        kv, k_sum = write, phi_k
+    elif decay is None:
+        kv, k_sum = state.kv + write, state.k_sum + phi_k
+    else:
+        kv = decay.unsqueeze(-1) * state.kv + write
+        k_sum = decay * state.k_sum + phi_k
+    num = (phi_q.unsqueeze(-2) @ kv).squeeze(-2)  # (B, H, Dv)
+    den = (phi_q * k_sum).sum(-1, keepdim=True)  # (B, H, 1)
+    return _divide(num, den, eps).to(value.dtype), LinearAttentionState(kv, k_sum)
+
+
 def kernel_attention_step(phi_q: Tensor, phi_k: Tensor, value: Tensor,
                           state: Optional[LinearAttentionState] = None, *,
                           eps: float = 1e-6, key_mask: Optional[Tensor] = None):
@@ -329,19 +352,40 @@ def kernel_attention_step(phi_q: Tensor, phi_k: Tensor, value: Tensor,
     Katharopoulos et al. (2020), eq. 16-20 ("Transformers are RNNs").
     """
     _step_shapes(phi_q, phi_k, value)
-    out_dtype = value.dtype
-    work = work_dtype(value.dtype)
-    phi_q, phi_k, value = phi_q.to(work), phi_k.to(work), value.to(work)
+    phi_k = phi_k.to(work_dtype(value.dtype))
     if key_mask is not None:
-        phi_k = phi_k * key_mask.to(work).unsqueeze(-1)
-    write = phi_k.unsqueeze(-1) * value.unsqueeze(-2)  # (B, H, F, Dv)
-    if state is None:
-        kv, k_sum = write, phi_k
-    else:
-        kv, k_sum = state.kv + write, state.k_sum + phi_k
-    num = (phi_q.unsqueeze(-2) @ kv).squeeze(-2)  # (B, H, Dv)
-    den = (phi_q * k_sum).sum(-1, keepdim=True)  # (B, H, 1)
-    return _divide(num, den, eps).to(out_dtype), LinearAttentionState(kv, k_sum)
+        phi_k = phi_k * key_mask.to(phi_k.dtype).unsqueeze(-1)
+    return _step(phi_q, phi_k, value, state, eps)
+
+
+def _recurrent(phi_q, phi_k, value, attn_mask, gate, eps, state, return_state):
+    """The loop of the recurrent forms: one step per position, gated when ``gate`` is given.
+    phi_q, phi_k: (B, H, N, F)   value: (B, H, N, Dv)   gate: None or (B, H, N)."""
+    check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
+    keep = per_key_mask(attn_mask, phi_q, phi_k)
+    n = phi_q.shape[-2]
+    if phi_k.shape[-2] != n:
+        raise ValueError(f"the recurrent form needs as many queries as keys: phi_q "
+                         f"{shape_str(phi_q)} vs phi_k {shape_str(phi_k)}")
+    bshape = tuple(torch.broadcast_shapes(phi_q.shape[:2], phi_k.shape[:2], value.shape[:2]))
+    if gate is not None:
+        _check_gate(gate, bshape + (n,))
+        gate = gate.expand(*bshape, n)
+    phi_q = phi_q.expand(*bshape, *phi_q.shape[2:])
+    phi_k = phi_k.expand(*bshape, *phi_k.shape[2:])
+    value = value.expand(*bshape, *value.shape[2:])
+    outs = []
+    for t in range(n):
+        args = (phi_q[:, :, t], phi_k[:, :, t], value[:, :, t])
+        mask_t = None if keep is None else keep[:, :, t]
+        if gate is None:
+            out_t, state = kernel_attention_step(*args, state, eps=eps, key_mask=mask_t)
+        else:
+            out_t, state = gated_kernel_attention_step(*args, gate[:, :, t], state, eps=eps,
+                                                       key_mask=mask_t)
+        outs.append(out_t)
+    out = torch.stack(outs, dim=-2)  # (B, H, N, Dv)
+    return (out, state) if return_state else out
 
 
 def kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor,
@@ -356,23 +400,7 @@ def kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor,
     Returns (B, H, N, Dv) (and the final state with ``return_state``); equals
     ``kernel_attention(..., is_causal=True)`` up to rounding. Slow: it shows the RNN.
     """
-    check_qkv(phi_q, phi_k, value, names=("phi_q", "phi_k", "value"))
-    keep = per_key_mask(attn_mask, phi_q, phi_k)
-    if phi_q.shape[-2] != phi_k.shape[-2]:
-        raise ValueError(f"the recurrent form needs as many queries as keys: phi_q "
-                         f"{shape_str(phi_q)} vs phi_k {shape_str(phi_k)}")
-    bshape = torch.broadcast_shapes(phi_q.shape[:2], phi_k.shape[:2], value.shape[:2])
-    phi_q = phi_q.expand(*bshape, *phi_q.shape[2:])
-    phi_k = phi_k.expand(*bshape, *phi_k.shape[2:])
-    value = value.expand(*bshape, *value.shape[2:])
-    outs = []
-    for t in range(phi_q.shape[-2]):
-        out_t, state = kernel_attention_step(
-            phi_q[:, :, t], phi_k[:, :, t], value[:, :, t], state, eps=eps,
-            key_mask=None if keep is None else keep[:, :, t])
-        outs.append(out_t)
-    out = torch.stack(outs, dim=-2)  # (B, H, N, Dv)
-    return (out, state) if return_state else out
+    return _recurrent(phi_q, phi_k, value, attn_mask, None, eps, state, return_state)
 
 
 def linear_attention_recurrent(query: Tensor, key: Tensor, value: Tensor,
@@ -389,6 +417,143 @@ def linear_attention_recurrent(query: Tensor, key: Tensor, value: Tensor,
     _check_features("key", phi_k, key.shape)
     return kernel_attention_recurrent(phi_q, phi_k, value, attn_mask, eps=eps,
                                       state=state, return_state=return_state)
+
+
+# --------------------------------------------------------------------------- gated recurrence
+def _check_gate(gate: Tensor, shape) -> None:
+    check_tensor("gate", gate, ndim=3, layout="(B, H, N)")
+    if not all(g in (1, s) for g, s in zip(gate.shape, shape)):
+        raise ValueError(f"gate must be (B, H, N) = {shape_str(shape)} (or broadcastable), "
+                         f"got {shape_str(gate)}")
+    if bool(((gate < 0) | (gate > 1) | torch.isnan(gate)).any()):
+        raise ValueError(f"gate values must lie in [0, 1] (e.g. a sigmoid), got min "
+                         f"{gate.min().item():.3g} and max {gate.max().item():.3g}")
+
+
+def _segsum(a: Tensor) -> Tensor:
+    """``out[..., t, j] = sum_{l=j+1}^{t} a[..., l]`` for j <= t, -inf above: (..., C, C).
+
+    Summed directly (masked cumulative sum), not as a difference of cumulative sums, so there
+    is no cancellation and ``a = -inf`` (a gate of exactly 0) gives 0 weight, not NaN.
+    """
+    c = a.shape[-1]
+    x = a.unsqueeze(-1).expand(*a.shape, c)  # x[..., i, j] = a_i
+    strict = torch.ones(c, c, dtype=torch.bool, device=a.device).tril(-1)
+    s = x.masked_fill(~strict, 0.0).cumsum(dim=-2)  # sum over j < i' <= i
+    return s.masked_fill(~strict.logical_or(torch.eye(c, dtype=torch.bool, device=a.device)),
+                         float("-inf"))
+
+
+def _gate_terms(gate: Tensor, keep: Optional[Tensor], shape, dtype):
+    """log g (decay, 0 at masked keys) and 1 - g (write strength, 0 at masked keys);
+    keep: (B, H, N) or None."""
+    g = gate.to(dtype).expand(*shape)  # (B, H, N)
+    write = 1.0 - g
+    if keep is not None:
+        g = torch.where(keep, g, torch.ones_like(g))
+        write = torch.where(keep, write, torch.zeros_like(write))
+    return torch.log(g), write
+
+
+def gated_kernel_attention(phi_q: Tensor, phi_k: Tensor, value: Tensor, gate: Tensor,
+                           attn_mask: Optional[Tensor] = None, *, eps: float = 0.0,
+                           chunk_size: int = 64,
+                           state: Optional[LinearAttentionState] = None,
+                           return_state: bool = False):
+    """Causal kernel attention whose state decays with a gate (gated RFA), in parallel form.
+
+    phi_q, phi_k: (B, H, N, F)   value: (B, H, N, Dv)   gate: (B, H, N) in [0, 1].
+    attn_mask: bool broadcastable to (B, H, 1, N), True = real key: a masked position neither writes
+    nor decays the state (its gate is taken as 1).
+
+        S_t = g_t S_{t-1} + (1 - g_t) phi(k_t) v_t^T,   z_t = g_t z_{t-1} + (1 - g_t) phi(k_t)
+        out_t = phi(q_t)^T S_t / (phi(q_t)^T z_t + eps)
+
+    Unrolled, key j reaches query t >= j with weight ``(1 - g_j) prod_{l=j+1}^{t} g_l``.
+    Computed by chunks of ``chunk_size``: inside a chunk a (C, C) matrix of those decays
+    (from a segment sum of log g, no cancellation), between chunks a scan over the N / C
+    chunk states. Equals :func:`gated_kernel_attention_recurrent` (tested).
+    Peng et al. (2021), section 3.2, eq. 7.
+    """
+    keep = _check_kernel_args(phi_q, phi_k, value, attn_mask, True, eps, chunk_size,
+                              names=("phi_q", "phi_k", "value"))  # gated attention is causal
+    bshape = tuple(torch.broadcast_shapes(phi_q.shape[:2], phi_k.shape[:2], value.shape[:2]))
+    n = phi_q.shape[-2]
+    _check_gate(gate, bshape + (n,))
+    out_dtype = value.dtype
+    work = work_dtype(value.dtype)
+    phi_q = phi_q.to(work).expand(*bshape, *phi_q.shape[2:])
+    phi_k = phi_k.to(work).expand(*bshape, *phi_k.shape[2:])
+    v = value.to(work).expand(*bshape, *value.shape[2:])
+    log_g, write = _gate_terms(gate, keep, bshape + (n,), work)
+    b, h, _, f = phi_q.shape
+    dv = v.shape[-1]
+    c = min(chunk_size, n)
+    pad = (-n) % c
+    v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # (B, H, N, Dv + 1)
+    if pad:
+        phi_q, phi_k = F.pad(phi_q, (0, 0, 0, pad)), F.pad(phi_k, (0, 0, 0, pad))
+        v1 = F.pad(v1, (0, 0, 0, pad))
+        log_g, write = F.pad(log_g, (0, pad)), F.pad(write, (0, pad))
+    nc = (n + pad) // c
+    qc = phi_q.reshape(b, h, nc, c, f)  # (B, H, nc, C, F)
+    kc = phi_k.reshape(b, h, nc, c, f)  # (B, H, nc, C, F)
+    vc = v1.reshape(b, h, nc, c, dv + 1)  # (B, H, nc, C, Dv + 1)
+    a = log_g.reshape(b, h, nc, c)  # (B, H, nc, C)
+    w = write.reshape(b, h, nc, c)  # (B, H, nc, C)
+    seg = _segsum(a)  # (B, H, nc, C, C): log decay from key j to query t
+    decay_in = torch.exp(seg) * w.unsqueeze(-2)  # (B, H, nc, C, C), 0 above the diagonal
+    out = ((qc @ kc.transpose(-2, -1)) * decay_in) @ vc  # this chunk
+    to_end = torch.exp(seg[..., -1, :]) * w  # (B, H, nc, C): key j -> end of its chunk
+    chunk_states = (kc * to_end.unsqueeze(-1)).transpose(-2, -1) @ vc  # (B, H, nc, F, Dv + 1)
+    from_start = torch.exp(torch.cumsum(a, dim=-1))  # (B, H, nc, C): chunk start -> query t
+    chunk_decay = from_start[..., -1]  # (B, H, nc)
+    s = (torch.zeros(b, h, f, dv + 1, dtype=work, device=v.device) if state is None else
+         torch.cat([state.kv, state.k_sum.unsqueeze(-1)], dim=-1).to(work).expand(b, h, f, dv + 1))
+    befores = []
+    for i in range(nc):  # scan over chunks: O(N / C) small steps
+        befores.append(s)
+        s = chunk_decay[:, :, i, None, None] * s + chunk_states[:, :, i]
+    before = torch.stack(befores, dim=2)  # (B, H, nc, F, Dv + 1)
+    out = out + from_start.unsqueeze(-1) * (qc @ before)  # earlier chunks, decayed
+    out = out.reshape(b, h, nc * c, dv + 1)[:, :, :n]  # (B, H, N, Dv + 1)
+    res = _divide(out[..., :dv], out[..., dv:], eps).to(out_dtype)
+    if return_state:
+        return res, LinearAttentionState(s[..., :dv], s[..., dv])
+    return res
+
+
+def gated_kernel_attention_step(phi_q: Tensor, phi_k: Tensor, value: Tensor, gate: Tensor,
+                                state: Optional[LinearAttentionState] = None, *,
+                                eps: float = 0.0, key_mask: Optional[Tensor] = None):
+    """One step of gated RFA as an RNN.
+
+    phi_q, phi_k: (B, H, F)   value: (B, H, Dv)   gate: (B, H) in [0, 1]
+    state: :class:`LinearAttentionState` (None: zeros).
+    key_mask: bool (B, H), False = padding: the state passes through unchanged.
+    Returns ``(out_t (B, H, Dv), new state)``.
+    """
+    _step_shapes(phi_q, phi_k, value)
+    check_tensor("gate", gate, ndim=2, layout="(B, H)")
+    work = work_dtype(value.dtype)
+    g = gate.to(work)
+    wr = 1.0 - g
+    if key_mask is not None:
+        g = torch.where(key_mask, g, torch.ones_like(g))
+        wr = torch.where(key_mask, wr, torch.zeros_like(wr))
+    return _step(phi_q, wr[..., None] * phi_k.to(work), value, state, eps, decay=g[..., None])
+
+
+def gated_kernel_attention_recurrent(phi_q: Tensor, phi_k: Tensor, value: Tensor, gate: Tensor,
+                                     attn_mask: Optional[Tensor] = None, *,
+                                     eps: float = 0.0,
+                                     state: Optional[LinearAttentionState] = None,
+                                     return_state: bool = False):
+    """Gated RFA one position at a time (a Python loop): the definition, for testing.
+
+    Same arguments and result as :func:`gated_kernel_attention`.
+    """
+    return _recurrent(phi_q, phi_k, value, attn_mask, gate, eps, state, return_state)
 
 
 # --------------------------------------------------------------------------- fast weights

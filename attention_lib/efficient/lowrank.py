@@ -20,8 +20,8 @@ this module has the tools for both:
   (Nq, N) attention matrix ``P_bar F`` has rank at most k (:func:`linformer_weights` builds
   it, for pictures and tests); its error is never below :func:`best_rank_k_error`.
 
-Projections: in the paper E and F are learned parameters (:class:`LinformerProjections`, the ``attn_fn`` of
-:class:`attention_lib.layers.MultiHeadAttention`).
+Projections: in the paper E and F are learned parameters (:class:`LinformerProjections`, the
+``attn_fn`` of :class:`attention_lib.layers.MultiHeadAttention`).
 :func:`linformer_projection` draws them as Johnson-Lindenstrauss maps, Gaussian N(0, 1/k)
 entries (the paper's Theorem 1) or random signs +-1/sqrt(k) (Achlioptas, 2003), from a
 ``torch.Generator``; :func:`pooling_projection` averages consecutive segments of N/k
