@@ -154,3 +154,29 @@ def test_outputs_hold_no_progress_bar_warning_or_machine_path(path):
             if re.search(r"(\.venv/|site-packages|/tmp/|/home/|/root/|/work/)", text):
                 bad.append((i, "machine path"))
     assert bad == [], bad
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_links_its_exercises(path):
+    exercise = ROOT / "exercises" / path.name
+    assert exercise.is_file()
+    prose = "\n".join(_source(c) for c in _cells(path, "markdown"))
+    assert f"](../exercises/{path.name})" in prose
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_chapter_mention_is_a_link(path):
+    """"chapter N" in the prose links to chapter N (headings, code and maths aside)."""
+    own = int(path.name[:2])
+    plain = []
+    for c in _cells(path, "markdown"):
+        for line in _source(c).splitlines():
+            if line.lstrip().startswith("#"):
+                continue
+            for m in re.finditer(r"\b[Cc]hapter (\d{1,2})\b", line):
+                before = line[:m.start()]
+                if int(m.group(1)) == own or before.count("`") % 2 or before.count("$") % 2:
+                    continue
+                if not (before.endswith("[") and line[m.end():].startswith("](")):
+                    plain.append(m.group(0))
+    assert plain == [], plain
