@@ -5,7 +5,7 @@
 3. ``answer_bigbird_density`` -- predict: the fraction of nonzero blocks of a BigBird layout.
 4. ``my_window_layers`` -- open-ended: how many stacked window layers connect every pair?
 
-The references are :mod:`attention_lib.efficient.sparse`'s masks and
+The references are :mod:`attention_lib.masks`' masks and
 :func:`~attention_lib.functional.reference_attention` with a dense mask, in float64.
 Beltagy et al. (2020), Longformer; Zaheer et al. (2020), BigBird.
 """
