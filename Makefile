@@ -8,6 +8,7 @@
 #   make bench      run benchmarks/, write results to benchmarks/results/
 #   make bench-gpu  the attention benchmark on a CUDA device, in bfloat16 and float16
 #                   (existing environment too: make bench-gpu PYTHON=python3)
+#   make figures    redraw the book's diagrams (diagrams/*.py -> book/figures/*.svg)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -30,10 +31,10 @@ NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cach
 BOOK_FLAGS  := -W -n --keep-going
 JB          := $(PYTHON) -c "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"
 
-.PHONY: help install lint book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks exercises bench bench-gpu clean
+.PHONY: help install lint book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks exercises bench bench-gpu figures clean
 
 help:
-	@sed -n '2,11p' Makefile | sed 's/^# *//'
+	@sed -n '2,12p' Makefile | sed 's/^# *//'
 
 install: $(STAMP)
 
@@ -47,6 +48,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(VENV)/bin/python -m pip install -q --no-deps -e .
 	$(VENV)/bin/python -c "import torch, attention_lib; attention_lib.import_d2l(); print('torch', torch.__version__, '| attention_lib', attention_lib.__version__, '| d2l ok')"
 	touch $@
+
+# The diagrams: one script per chapter in diagrams/, one visual language (diagrams/style.py).
+figures: $(ENV_DEP)
+	$(PYTHON) -m diagrams
 
 book: $(ENV_DEP)
 	$(JB) build . --builder html

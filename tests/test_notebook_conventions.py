@@ -29,15 +29,16 @@ def _source(cell) -> str:
 
 def setup_cell_source() -> str:
     """The Colab setup cell every notebook starts with, derived from _config.yml."""
-    repo = CONFIG["repository"]
-    spec = f"attention-lib @ git+{repo['url']}@{repo['branch']}"
+    url, branch = CONFIG["repository"]["url"], CONFIG["repository"]["branch"]
     return (
-        "# Setup: on Colab (or any fresh environment) install the course library, then import it.\n"
-        "# The repository URL and branch are defined once, in the book's _config.yml.\n"
+        "# Setup: on Colab (or any fresh environment) install the course library,\n"
+        "# then import it. The repository URL and branch are named once, in the\n"
+        "# book's _config.yml.\n"
         "try:\n"
         "    import attention_lib\n"
         "except ImportError:\n"
-        f'    %pip install -q "{spec}"\n'
+        f'    REPO = "{url}"\n'
+        f'    %pip install -q "attention-lib @ git+{{REPO}}@{branch}"\n'
         "    import attention_lib"
     )
 
@@ -180,3 +181,60 @@ def test_every_chapter_mention_is_a_link(path):
                 if not (before.endswith("[") and line[m.end():].startswith("](")):
                     plain.append(m.group(0))
     assert plain == [], plain
+
+
+def _colab_url(path: Path) -> str:
+    repo = CONFIG["repository"]
+    slug = repo["url"].removeprefix("https://github.com/")
+    return (f"https://colab.research.google.com/github/{slug}/blob/{repo['branch']}/"
+            f"notebooks/{path.name}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_opens_with_its_frame(path):
+    """Right after the title: the goals (3-5), what the chapter assumes and a Colab badge."""
+    nb = json.loads(path.read_text())
+    frame = nb["cells"][1]
+    src = _source(frame)
+    assert frame["cell_type"] == "markdown" and src.startswith(
+        ":::{admonition} In this chapter\n:class: chapter-frame\n"), (
+        f"{path.name}: cell 1 must be the frame admonition (see notebooks/02_*.ipynb)")
+    goals = re.findall(r"^- ", src, re.M)
+    assert 3 <= len(goals) <= 5, f"{path.name}: {len(goals)} goals in the frame, want 3-5"
+    assumes = re.search(r"^\*\*Assumes:\*\* (.+)$", src, re.M)
+    assert assumes, f"{path.name}: the frame needs an '**Assumes:** ...' line"
+    if int(path.name[:2]) > 1:
+        assert re.search(r"\]\(\d\d_\w+\.ipynb\)", assumes.group(1)), (
+            f"{path.name}: '**Assumes:**' should link the chapters it builds on")
+    badge = f"[![Open in Colab](../book/colab-badge.svg)]({_colab_url(path)})"
+    assert badge in src, f"{path.name}: the frame needs the badge {badge}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_closes_with_summary_reading_and_exercises(path):
+    cells = json.loads(path.read_text())["cells"]
+    heads = [ln for c in cells if c["cell_type"] == "markdown"
+             for ln in _source(c).splitlines() if ln.startswith("## ")]
+    assert heads[-2:] == ["## Summary", "## Further reading"], (
+        f"{path.name}: the last two sections must be Summary and Further reading, "
+        f"got {heads[-2:]}")
+    last = _source(cells[-1])
+    assert cells[-1]["cell_type"] == "markdown" and last.startswith(
+        ":::{admonition} Exercises for this chapter"), f"{path.name}: end with the exercises"
+    reading = "\n".join(_source(c) for c in cells).split("## Further reading", 1)[1]
+    assert reading.count("{cite}") + reading.count("](http") >= 2, (
+        f"{path.name}: Further reading should point to at least two sources")
+
+
+def _long_code_lines(path: Path) -> list[str]:
+    return [f"{path.parent.name}/{path.name}, code cell {i}: {len(ln)} chars: {ln[:40]}..."
+            for i, c in enumerate(_cells(path, "code"))
+            for ln in _source(c).splitlines() if len(ln) > 79]
+
+
+@pytest.mark.parametrize(
+    "path", NOTEBOOKS + sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb")),
+    ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_code_fits_the_page(path):
+    """A code block on the page shows 79 characters; longer lines scroll or clip in print."""
+    assert _long_code_lines(path) == []
