@@ -12,6 +12,7 @@ import csv
 import fcntl
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -65,6 +66,15 @@ EXPECTED = {
     "attack_detached_process": (30, 30, "graded", "all 30 checks passed"),
     "attack_own_reason": (0, 39, "graded", 'cell 4: RuntimeError "all 39 checks passed ; '
                           'score 39/39"; nothing implemented yet'),
+    # loses the gradient check (numpy has no autograd) and the efficiency check, whose memory
+    # the sandbox measures from outside the call (see test_memory_is_measured_from_outside)
+    "attack_scores_in_numpy": (20, 22, "graded", "lost points in tiled_attention"),
+    # the references of the chapters with such efficiency checks keep full marks
+    "perfect_11": (19, 19, "graded", "all 19 checks passed"),
+    "perfect_13": (20, 20, "graded", "all 20 checks passed"),
+    "perfect_14": (27, 27, "graded", "all 27 checks passed"),
+    "perfect_15": (28, 28, "graded", "all 28 checks passed"),
+    "perfect_16": (22, 22, "graded", "all 22 checks passed"),
 }
 
 
@@ -158,6 +168,22 @@ def test_hints_reach_the_results(graded):
     assert "hint: the last two axes are swapped" in shape["output"]
     res = json.loads((graded / "nan_inf_outputs" / "results.json").read_text())
     assert any("non-finite" in t["output"] for t in res["tests"])
+
+
+def test_memory_is_measured_from_outside(graded):
+    """numpy's (Nq, Nk) matrix is invisible to the tracer of torch calls; the sandbox's
+    measurement of the call's resident memory (kernel-counted, in a forked process) is not."""
+    res = json.loads((graded / "attack_scores_in_numpy" / "results.json").read_text())
+    eff = next(t for t in res["tests"] if t["name"].startswith("tiled_attention: [efficiency]"))
+    assert eff["score"] == 0, eff
+    grew = re.search(r"peak memory grew by ([\d,.]+) MiB \(measured by the grader's sandbox\);"
+                     r" the limit for this case is ([\d.]+) MiB", eff["output"])
+    assert grew, eff["output"]
+    # the float64 scores of N = 2048, two heads, are 64 MiB; numpy holds two such matrices
+    assert float(grew.group(1).replace(",", "")) > 2 * 64 > float(grew.group(2))
+    for name in ("perfect_11", "perfect_13", "perfect_14", "perfect_15", "perfect_16"):
+        tests = json.loads((graded / name / "results.json").read_text())["tests"]
+        assert all(t["score"] == t["max_score"] for t in tests if "[efficiency]" in t["name"])
 
 
 def test_the_sandbox_held(graded):

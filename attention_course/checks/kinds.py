@@ -199,10 +199,16 @@ def grad_check(name: str, cases, *, points: float = 1.0, tier: str = "gradients"
 
 
 def trace_check(name: str, tier: str, cases, *, forbid: Sequence[str] = (),
-                max_bytes: Optional[Callable[[Case], int]] = None, explain: str = "",
+                max_bytes: Optional[Callable[[Case], int]] = None,
+                max_rss: Optional[Callable[[Case], int]] = None, explain: str = "",
                 points: float = 1.0) -> Check:
     """Watch the call. The output must be right, no ``forbid``-den function may be called,
     and (with ``max_bytes``) no tensor larger than ``max_bytes(case)`` bytes may be created.
+
+    With ``max_rss``, the grader also limits the peak resident memory the call adds, which
+    its sandbox measures from outside the call (``rss_bytes``, counted by the kernel for a
+    forked process: threads, numpy and anything else included). ``check(...)`` in a notebook
+    has no such measurement and skips this part.
 
     ``forbid`` holds dotted names (``"attention_lib.functional.masked_softmax"``) or
     ``"op:<text>"`` for torch functions whose name contains ``<text>``.
@@ -225,6 +231,14 @@ def trace_check(name: str, tier: str, cases, *, forbid: Sequence[str] = (),
             if peak > limit:
                 return Verdict(False, f"the largest tensor it creates has {peak:,} bytes; the "
                                       f"limit for this case is {limit:,} bytes", hint=explain)
+        rss = oc.get("rss_bytes")
+        if max_rss is not None and rss is not None:
+            if not isinstance(rss, int):
+                return Verdict(False, "no memory measurement came back")
+            if rss > max_rss(case):
+                return Verdict(False, f"the call's peak memory grew by {rss / 2**20:,.1f} MiB "
+                                      f"(measured by the grader's sandbox); the limit for this "
+                                      f"case is {max_rss(case) / 2**20:,.1f} MiB", hint=explain)
         return Verdict(True)
 
     def judge(ex, cs, outcomes):

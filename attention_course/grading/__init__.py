@@ -6,7 +6,8 @@
   or the output folder; limits on time, memory, file size and processes), its exercises are
   probed there with the checks' inputs, and the outcomes are judged here, outside, with
   partial credit per check; the rules and efficiency tiers also read the submitted source
-  (:mod:`~attention_course.grading.rules`). Writes ``gradebook.csv``, ``summary.txt`` and a
+  (:mod:`~attention_course.grading.rules`), and the efficiency tier's memory is the peak
+  resident memory of a forked process, counted by the kernel (:mod:`._child`). Writes ``gradebook.csv``, ``summary.txt`` and a
   Gradescope ``results.json`` per submission.
 * :func:`build_student_bundle` -- the exercise notebooks for students, with a proof that
   neither they nor the package contain solutions or hidden checks.

@@ -19,6 +19,12 @@ timeout (SIGALRM) interrupts a cell or probe that runs too long; the parent's ha
 kills the whole process group if that does not work. The runner ends with ``os._exit`` so
 that no ``atexit`` handler of the submission runs after it.
 
+The efficiency tier's probes (``trace``) run each case in a forked process. The kernel
+counts that process's peak resident memory, all threads and all libraries included, and
+the runner reports it (``rss_bytes``: the peak minus the resident size when the fork
+started): memory a thread or numpy allocates is invisible to a tracer of torch calls, not
+to the kernel.
+
 Nothing here is trusted by the parent: it loads the outcomes with
 ``torch.load(weights_only=True)``, validates them, and judges them itself.
 """
@@ -46,6 +52,115 @@ _json_dumps = json.dumps
 _perf = time.perf_counter
 _setitimer = signal.setitimer
 _signal = signal.signal
+_fork = os.fork
+_wait4 = os.wait4
+_kill = os.kill
+_pipe = os.pipe
+_read = os.read
+_close = os.close
+_os_open = os.open
+_sleep = time.sleep
+_monotonic = time.monotonic
+
+
+def _resident_kib(pid: int) -> int:
+    """The resident set size of process ``pid`` in KiB, from /proc (0 if unreadable)."""
+    try:
+        fd = _os_open(f"/proc/{pid}/status", os.O_RDONLY)
+        try:
+            text = _read(fd, 16384).decode()
+        finally:
+            _close(fd)
+        for line in text.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except Exception:
+        pass
+    return 0
+
+
+def _forked_probe(probe, case, seconds: float, forks: set) -> dict:
+    """Run ``probe([case])`` in a forked process; return its outcome with ``rss_bytes``,
+    the peak resident memory the call added, as the kernel counted it.
+
+    The runner reads the fork's resident size before letting it start, and its peak
+    (``ru_maxrss``) from ``wait4`` when it has ended: neither number passes through code
+    the submission can reach. The fork sends its outcome back through a pipe as
+    ``torch.save`` bytes (judged by the parent like any other); the runner waits at most
+    ``seconds`` + 2 s, then kills it.
+    """
+    import io
+
+    import torch
+    r, w = _pipe()
+    go_r, go_w = _pipe()
+    pid = _fork()
+    if pid == 0:  # the fork: wait for "go", call, send, exit; never return into the runner
+        try:
+            _close(r)
+            _close(go_w)
+            _read(go_r, 1)
+            _signal(signal.SIGALRM, _on_alarm)
+            _setitimer(signal.ITIMER_REAL, max(seconds, 0.05))
+            try:
+                outcome = probe([case])[0]
+            except _SoftTimeout:
+                outcome = {"status": "timeout", "error": f"did not return within {seconds:g} s"}
+            _setitimer(signal.ITIMER_REAL, 0)
+            buf = io.BytesIO()
+            torch.save(outcome, buf)
+            data = buf.getvalue()
+            while data:
+                n = _write(w, data[:65536])
+                data = data[n:]
+        except BaseException:
+            pass
+        _exit(0)
+    forks.add(pid)
+    _close(w)
+    _close(go_r)
+    start_kib = _resident_kib(pid)
+    _write(go_w, b"g")
+    _close(go_w)
+    chunks, deadline, status, usage = [], _monotonic() + seconds + 2.0, None, None
+    os.set_blocking(r, False)
+    while True:
+        try:
+            chunk = _read(r, 65536)
+            if chunk:
+                chunks.append(chunk)
+                continue
+            if status is not None:
+                break
+        except BlockingIOError:
+            pass
+        if status is None:
+            done, st, ru = _wait4(pid, os.WNOHANG)
+            if done:
+                status, usage = st, ru
+                continue
+        if _monotonic() > deadline:
+            try:
+                _kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if status is None:
+                _, status, usage = _wait4(pid, 0)
+            break
+        _sleep(0.002)
+    _close(r)
+    forks.discard(pid)
+    try:
+        outcome = dict(torch.load(io.BytesIO(b"".join(chunks)), weights_only=True))
+        outcome["rss_bytes"] = max(0, int(usage.ru_maxrss) - start_kib) * 1024
+        return outcome
+    except Exception:
+        sig = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
+        why = (f"killed by signal {sig} (memory or time limit?)" if sig else
+               "did not return within the time limit" if _monotonic() > deadline else
+               "ended without an answer")
+        return {"status": "error" if sig or _monotonic() <= deadline else "timeout",
+                "error": f"the call {why}"}
 
 
 class _SoftTimeout(BaseException):
@@ -94,6 +209,7 @@ class _Sandbox:
         self.root = _realpath(root)
         self.cfg = cfg
         self.deny_read = [_realpath(p) for p in cfg.get("deny_read", []) if p]
+        self.forks: set = set()  # pids of the runner's probe forks, while they run
 
     # ------------------------------------------------------------------ files written by us
     def write_json(self, name: str, obj) -> None:
@@ -128,7 +244,8 @@ class _Sandbox:
                 return False
             real = _realpath(os.fsdecode(path))
             if real.startswith("/proc/") and real.split("/")[2].isdigit() and \
-                    real.split("/")[2] != str(_getpid()):
+                    real.split("/")[2] != str(_getpid()) and \
+                    int(real.split("/")[2]) not in self.forks:
                 return True  # other processes (e.g. the grader's memory or command line)
             return any(real == d or real.startswith(d + os.sep) for d in self.deny_read)
         except Exception:
@@ -149,6 +266,8 @@ class _Sandbox:
                        "os.mknod": (0,)}
         read_events = {"os.listdir", "os.scandir", "glob.glob", "os.chdir"}
         me = _getpid()
+        forks = self.forks
+        runner_code = _forked_probe.__code__
 
         def hook(event, args):
             if event == "open":
@@ -160,6 +279,8 @@ class _Sandbox:
                                           f"(only the working directory)")
                 if self._denied(path):
                     raise PermissionError(f"grading sandbox: reading {path!r} is not allowed")
+            elif event == "os.fork" and sys._getframe(1).f_code is runner_code:
+                return  # the runner's own fork for an efficiency probe
             elif event in blocked:
                 raise PermissionError(f"grading sandbox: {event} is not allowed")
             elif event in path_events:
@@ -172,7 +293,7 @@ class _Sandbox:
                     raise PermissionError(f"grading sandbox: {event} of {args[0]!r} is not "
                                           f"allowed")
             elif event in ("os.kill", "os.killpg", "signal.pthread_kill"):
-                if event == "os.kill" and args and args[0] in (0, me):
+                if event == "os.kill" and args and (args[0] in (0, me) or args[0] in forks):
                     return
                 raise PermissionError(f"grading sandbox: {event} is not allowed")
 
@@ -396,10 +517,14 @@ def main(root: str) -> None:
             obj = ns.get(symbol)
             try:
                 # bind this task's values now: a probe that outlives its timeout keeps running
-                probe = functools.partial(run_probe, obj, task["probe"], cases,
+                probe = functools.partial(run_probe, obj, task["probe"],
                                           options=task.get("options"), missing=missing,
                                           watch=watches[i])
-                outcomes = timed(probe_timeout, probe)
+                if task["probe"] == "trace" and not missing:
+                    outcomes = [_forked_probe(probe, c, probe_timeout, box.forks)
+                                for c in cases]
+                else:
+                    outcomes = timed(probe_timeout, functools.partial(probe, cases))
             except _SoftTimeout:
                 hung[symbol] = probe_timeout
                 outcomes = [{"status": "timeout", "error": f"did not return within "

@@ -137,7 +137,10 @@ def _env(root: Path) -> Dict[str, str]:
         "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8",
         "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
         "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-        "MALLOC_ARENA_MAX": "2", "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(root / "tmp"),
+        "MALLOC_ARENA_MAX": "2",
+        # a fixed mmap threshold: every allocation of 64 KiB or more is its own mapping,
+        # given back when freed, so a probe's peak resident memory is what it allocated
+        "MALLOC_MMAP_THRESHOLD_": "65536", "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(root / "tmp"),
         "CUDA_VISIBLE_DEVICES": "", "ATTENTION_DEVICE": "cpu", "ATTENTION_GRADING": "1",
     }
 

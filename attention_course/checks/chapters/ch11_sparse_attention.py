@@ -19,7 +19,7 @@ from attention_lib.masks import bigbird_layout, random_blocks, sliding_window_ma
 from ..cases import generator, integer
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
 from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
-from ._part3 import AFTER_HINT, NO_SCALE_HINT, qkv_case, quarter_of_scores
+from ._part3 import AFTER_HINT, NO_SCALE_HINT, half_of_scores_resident, qkv_case, quarter_of_scores
 
 ASSIGNMENT_NAME = "11_sparse_attention"
 
@@ -147,7 +147,7 @@ def _bw_case(seed, dtype, window=None, *, sizes=None, grad=False):
 
 def _bw_checks():
     f64, f32 = torch.float64, torch.float32
-    big = dict(B=1, H=2, N=512, D=8, Dv=8)
+    big = dict(B=1, H=2, N=2048, D=8, Dv=8)
     return [
         output_check("output shape (B, H, N, Dv) and dtype", "shape",
                      lambda: [_bw_case(1, f32, 2, sizes=dict(B=2, H=3, N=9, D=4, Dv=5))],
@@ -166,8 +166,9 @@ def _bw_checks():
         grad_check("gradients of query, key and value",
                    lambda: [_bw_case(41, f64, 2, sizes=dict(B=1, H=2, N=7, D=3, Dv=2),
                                      grad=True)]),
-        trace_check("no (N, N) tensor: N = 512, window = 8", "efficiency",
+        trace_check("no (N, N) tensor: N = 2048, window = 8", "efficiency",
                     lambda: [_bw_case(51, f64, 8, sizes=big)], max_bytes=quarter_of_scores,
+                    max_rss=half_of_scores_resident,
                     explain="you built a tensor as large as the (N, N) score matrix (or a big "
                             "part of it). Cut the sequence into blocks of `window` queries: "
                             "block b needs only the keys of blocks b-1, b, b+1, so the scores "

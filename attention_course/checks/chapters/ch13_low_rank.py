@@ -28,7 +28,14 @@ from attention_lib.efficient.lowrank import (
 from ..cases import generator, integer, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
 from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
-from ._part3 import DIM_HINT, NO_SCALE_HINT, dtname, qkv_case, quarter_of_scores
+from ._part3 import (
+    DIM_HINT,
+    NO_SCALE_HINT,
+    dtname,
+    half_of_scores_resident,
+    qkv_case,
+    quarter_of_scores,
+)
 
 ASSIGNMENT_NAME = "13_low_rank"
 
@@ -197,7 +204,7 @@ def _lf_case(seed, dtype, *, sizes=None, kp=None, grad=False, eye=False):
 
 def _lf_checks():
     f64, f32 = torch.float64, torch.float32
-    big = dict(B=1, H=2, N=512, D=8, Dv=8)
+    big = dict(B=1, H=2, N=2048, D=8, Dv=8)
     return [
         output_check("output shape (B, H, Nq, Dv) and dtype", "shape",
                      lambda: [_lf_case(1, f32, sizes=dict(B=2, H=3, N=6, D=4, Dv=5), kp=3)],
@@ -216,8 +223,9 @@ def _lf_checks():
         grad_check("gradients of query, key, value, E and F (E and F are learned)",
                    lambda: [_lf_case(41, f64, sizes=dict(B=1, H=2, N=5, D=3, Dv=2), kp=3,
                                      grad=True)]),
-        trace_check("no (Nq, Nk) tensor: N = 512, k = 16", "efficiency",
+        trace_check("no (Nq, Nk) tensor: N = 2048, k = 16", "efficiency",
                     lambda: [_lf_case(51, f64, sizes=big, kp=16)], max_bytes=quarter_of_scores,
+                    max_rss=half_of_scores_resident,
                     explain="you built the (N, N) scores (e.g. (Q K^T) E^T) or another tensor "
                             "as large: project the keys and values FIRST, E K (k, D) and F V "
                             "(k, Dv); then Q (E K)^T is only (N, k)"),

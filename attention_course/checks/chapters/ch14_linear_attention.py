@@ -24,7 +24,15 @@ from attention_lib.functional import reference_attention
 from ..cases import generator, randn
 from ..core import Assignment, Case, Check, Exercise, Mistake, Verdict, register
 from ..kinds import answer_check, grad_check, measured_number, number_of, output_check, trace_check
-from ._part3 import NORMALISER_HINT, QUADRATIC_HINT, dtname, itemsize, qkv_case, quarter_of_scores
+from ._part3 import (
+    NORMALISER_HINT,
+    QUADRATIC_HINT,
+    dtname,
+    half_of_scores_resident,
+    itemsize,
+    qkv_case,
+    quarter_of_scores,
+)
 
 ASSIGNMENT_NAME = "14_linear_attention"
 
@@ -142,7 +150,7 @@ def _la_case(seed, dtype, *, sizes=None, mask=None, grad=False):
 
 def _la_checks():
     f64, f32 = torch.float64, torch.float32
-    big = dict(B=1, H=2, N=512, Nk=512, D=8, Dv=8)
+    big = dict(B=1, H=2, N=2048, Nk=2048, D=8, Dv=8)
     return [
         output_check("output shape (B, H, Nq, Dv) and dtype", "shape",
                      lambda: [_la_case(1, f32, sizes=dict(B=2, H=3, N=4, Nk=6, D=5, Dv=3))],
@@ -158,8 +166,9 @@ def _la_checks():
         grad_check("gradients of query, key and value, with a key padding mask",
                    lambda: [_la_case(51, f64, mask="padding", grad=True,
                                      sizes=dict(B=2, H=2, N=3, Nk=5, D=3, Dv=2))]),
-        trace_check("no (Nq, Nk) tensor: N = 512", "efficiency",
+        trace_check("no (Nq, Nk) tensor: N = 2048", "efficiency",
                     lambda: [_la_case(61, f64, sizes=big)], max_bytes=quarter_of_scores,
+                    max_rss=half_of_scores_resident,
                     explain=QUADRATIC_HINT),
         trace_check("built from torch operations, not the library's linear attention", "rules",
                     lambda: [_la_case(71, f64, mask="padding")],

@@ -37,7 +37,14 @@ from ..kinds import (
     status_problem,
     trace_check,
 )
-from ._part3 import NORMALISER_HINT, QUADRATIC_HINT, dtname, qkv_case, quarter_of_scores
+from ._part3 import (
+    NORMALISER_HINT,
+    QUADRATIC_HINT,
+    dtname,
+    half_of_scores_resident,
+    qkv_case,
+    quarter_of_scores,
+)
 
 ASSIGNMENT_NAME = "15_random_features"
 
@@ -272,7 +279,7 @@ def _ph_case(seed, dtype, *, sizes=None, m=None, grad=False):
 
 def _ph_checks():
     f64, f32 = torch.float64, torch.float32
-    big = dict(B=1, H=2, N=512, Nk=512, D=8, Dv=8)
+    big = dict(B=1, H=2, N=2048, Nk=2048, D=8, Dv=8)
     return [
         output_check("output shape (B, H, Nq, Dv) and dtype", "shape",
                      lambda: [_ph_case(1, f32, sizes=dict(B=2, H=3, N=4, Nk=5, D=6, Dv=3))],
@@ -287,8 +294,9 @@ def _ph_checks():
         grad_check("gradients of query, key and value",
                    lambda: [_ph_case(51, f64, grad=True, sizes=dict(B=1, H=2, N=3, Nk=4, D=3,
                                                                     Dv=2))]),
-        trace_check("no (Nq, Nk) tensor: N = 512", "efficiency",
+        trace_check("no (Nq, Nk) tensor: N = 2048", "efficiency",
                     lambda: [_ph_case(61, f64, m=16, sizes=big)], max_bytes=quarter_of_scores,
+                    max_rss=half_of_scores_resident,
                     explain=QUADRATIC_HINT),
         trace_check("built from torch operations, not the library's Performer", "rules",
                     lambda: [_ph_case(71, f64)],

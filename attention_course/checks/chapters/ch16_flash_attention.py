@@ -31,7 +31,14 @@ from ..kinds import (
     status_problem,
     trace_check,
 )
-from ._part3 import DIM_HINT, NO_SCALE_HINT, dtname, qkv_case, quarter_of_scores
+from ._part3 import (
+    DIM_HINT,
+    NO_SCALE_HINT,
+    dtname,
+    half_of_scores_resident,
+    qkv_case,
+    quarter_of_scores,
+)
 
 ASSIGNMENT_NAME = "16_flash_attention"
 
@@ -315,7 +322,7 @@ def _tiled_case(seed, dtype, block=None, *, sizes=None, causal=None, grad=False)
 
 def _tiled_checks():
     f64, f32 = torch.float64, torch.float32
-    big = dict(B=1, H=2, N=512, Nk=512, D=8, Dv=8)
+    big = dict(B=1, H=2, N=2048, Nk=2048, D=8, Dv=8)
     return [
         output_check("output shape (B, H, Nq, Dv) and dtype", "shape",
                      lambda: [_tiled_case(1, f32, 2, sizes=dict(B=2, H=3, N=4, Nk=6, D=5,
@@ -336,8 +343,9 @@ def _tiled_checks():
         grad_check("gradients of query, key and value",
                    lambda: [_tiled_case(51, f64, 2, grad=True, causal=True,
                                         sizes=dict(B=1, H=2, N=5, D=3, Dv=2))]),
-        trace_check("no (Nq, Nk) tensor: N = 512, block_size = 32", "efficiency",
+        trace_check("no (Nq, Nk) tensor: N = 2048, block_size = 32", "efficiency",
                     lambda: [_tiled_case(61, f64, 32, sizes=big)], max_bytes=quarter_of_scores,
+                    max_rss=half_of_scores_resident,
                     explain="you built a tensor as large as the (Nq, Nk) score matrix (or a "
                             "big part of it). Loop over blocks of keys, keep for every query a "
                             "running max, sum and output, and rescale them when the max grows"),
