@@ -9,6 +9,7 @@
 #   make bench-gpu  the attention benchmark on a CUDA device, in bfloat16 and float16
 #                   (existing environment too: make bench-gpu PYTHON=python3)
 #   make figures    redraw the book's diagrams (diagrams/*.py -> book/figures/*.svg)
+#   make pdf        the whole book as one PDF, offline (_build/html/attention-course.pdf)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -31,10 +32,10 @@ NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cach
 BOOK_FLAGS  := -W -n --keep-going
 JB          := $(PYTHON) -c "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"
 
-.PHONY: help install lint book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks exercises bench bench-gpu figures clean
+.PHONY: help install lint book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks exercises bench bench-gpu figures pdf clean
 
 help:
-	@sed -n '2,12p' Makefile | sed 's/^# *//'
+	@sed -n '2,13p' Makefile | sed 's/^# *//'
 
 install: $(STAMP)
 
@@ -62,6 +63,13 @@ book-strict: $(ENV_DEP)
 	rm -rf _build/html _build/.doctrees
 	$(JB) build . --builder html $(BOOK_FLAGS)
 
+# The whole book as one PDF: Chromium prints the one-page build (book/make_pdf.py). It is
+# written into the site, which links it from the landing page: run after book or book-strict.
+pdf: $(ENV_DEP)
+	rm -rf _build/singlehtml
+	$(JB) build . --builder singlehtml
+	$(PYTHON) book/make_pdf.py
+
 # pyflakes, bugbear and import order over the packages, tests and benchmarks (pyproject.toml)
 lint: $(ENV_DEP)
 	$(PYTHON) -m ruff check .
@@ -82,7 +90,7 @@ test-site: $(ENV_DEP)
 test-colab: $(ENV_DEP)
 	$(PYTHON) -m pytest tests/colab -q -s
 
-test: lint test-lib test-notebooks book-strict test-site
+test: lint test-lib test-notebooks book-strict pdf test-site
 	@echo "make test: all green"
 
 notebooks: $(ENV_DEP)

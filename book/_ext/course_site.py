@@ -1,10 +1,14 @@
 """Sphinx extension for the course site: keep the built pages self-contained and clean.
 
+It also adds the course's stylesheet and script (``static/course.css``, ``course.js``): code
+that wraps on phones and in print, wide equations that show they scroll, the chapter frame.
+
 Jupyter Book 1 registers sphinx-thebe (live code cells via a CDN-hosted kernel bridge), and
 with sphinx-book-theme its inline config script ends up twice on every page, which the browser
 reports as a console error. The course uses Colab launch buttons, not Thebe, so its scripts
 and styles are dropped from every page.
 """
+from pathlib import Path
 
 
 def _not_thebe(asset) -> bool:
@@ -19,6 +23,41 @@ def _drop_thebe(app, pagename, templatename, context, doctree):
             context[key] = [a for a in context[key] if _not_thebe(a)]
 
 
+def _add_static(app, config):
+    config.html_static_path.append(str(Path(__file__).parent / "static"))
+
+
+def _author_year_labels():
+    """Label the references page as the text cites: "Vaswani et al., 2017", not "[VSP+17]"."""
+    from pybtex.plugin import find_plugin, register_plugin
+    from pybtex.style.labels import BaseLabelStyle
+
+    class AuthorYear(BaseLabelStyle):
+        def format_labels(self, sorted_entries):
+            seen: dict[str, int] = {}
+            for entry in sorted_entries:
+                people = entry.persons.get("author") or entry.persons.get("editor") or []
+                last = [" ".join(p.last_names) for p in people]
+                who = (last[0] if len(last) == 1 else f"{last[0]} and {last[1]}"
+                       if len(last) == 2 else f"{last[0]} et al." if last else entry.key)
+                label = f"{who}, {entry.fields.get('year', 'n.d.')}"
+                seen[label] = seen.get(label, 0) + 1
+                yield label if seen[label] == 1 else f"{label}{'abcdefgh'[seen[label] - 1]}"
+
+    base = find_plugin("pybtex.style.formatting", "plain")
+
+    class CourseStyle(base):
+        default_label_style = "course_author_year"
+        default_sorting_style = "author_year_title"
+
+    register_plugin("pybtex.style.labels", "course_author_year", AuthorYear)
+    register_plugin("pybtex.style.formatting", "course_author_year", CourseStyle)
+
+
 def setup(app):
+    _author_year_labels()
     app.connect("html-page-context", _drop_thebe, priority=900)
+    app.connect("config-inited", _add_static)
+    app.add_css_file("course.css")
+    app.add_js_file("course.js", loading_method="defer")
     return {"parallel_read_safe": True, "parallel_write_safe": True}

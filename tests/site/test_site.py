@@ -197,6 +197,89 @@ def test_page(server, browser, shots, file):
         v.close()
 
 
+def _phone_overflow(page) -> list[str]:
+    """Elements of the article that stick out of a phone's viewport, outside the blocks that
+    scroll on their own (code, outputs, display maths, tables)."""
+    return page.evaluate("""() => [...document.querySelectorAll('.bd-article *')]
+        .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+                     && !e.closest('pre, .highlight, div.math, mjx-container, table,'
+                                   + ' .cell_output, .pst-scrollable-table-container'))
+        .slice(0, 3).map(e => e.tagName + ': ' + (e.textContent || '').slice(0, 60))""")
+
+
+def test_no_page_scrolls_sideways_on_a_phone(server, browser):
+    """At 390 px no page is wider than the screen; wide equations are marked as scrolling."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                              has_touch=True)
+    page = ctx.new_page()
+    page.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname in
+               (None, "127.0.0.1") else r.abort())
+    wide, unmarked = {}, {}
+    try:
+        for file in PAGES:
+            page.goto(_page_url(server, file), wait_until="networkidle")
+            _wait_for_mathjax(page)
+            page.wait_for_timeout(50)
+            sizes = page.evaluate("() => [document.documentElement.scrollWidth,"
+                                  " document.documentElement.clientWidth]")
+            if sizes[0] > sizes[1]:
+                wide[file] = (sizes, _phone_overflow(page))
+            n = page.evaluate("() => [...document.querySelectorAll('.bd-article div.math')]"
+                              ".filter(e => e.scrollWidth > e.clientWidth + 1"
+                              " && !e.classList.contains('course-wide')).length")
+            if n:
+                unmarked[file] = n
+    finally:
+        ctx.close()
+    assert not wide, f"pages wider than a 390 px phone: {wide}"
+    assert not unmarked, f"wide equations with no scroll cue: {unmarked}"
+
+
+def test_printed_code_wraps_instead_of_clipping(server, browser):
+    """In print (and so in the PDF) no code or output block is wider than its box."""
+    ctx = browser.new_context(viewport={"width": 794, "height": 1123})
+    page = ctx.new_page()
+    try:
+        clipped = {}
+        for file in [f for f in PAGES if f.startswith("notebooks/")][:18]:
+            page.goto(_page_url(server, file), wait_until="load")
+            page.emulate_media(media="print")
+            n = page.evaluate("() => [...document.querySelectorAll('pre')]"
+                              ".filter(e => e.scrollWidth > e.clientWidth + 1).length")
+            if n:
+                clipped[file] = n
+    finally:
+        ctx.close()
+    assert not clipped, f"code blocks clipped in print: {clipped}"
+
+
+def test_search_ranks_the_chapter_first_for_its_topic(server, browser):
+    v = Visit(browser, f"{server}/search.html?q=mask")
+    try:
+        v.page.wait_for_selector("ul.search li", timeout=20000)
+        v.page.wait_for_timeout(500)
+        titles = v.page.locator("ul.search li > a").all_inner_texts()
+        assert "Masking" in [t.strip() for t in titles[:3]], f"top results: {titles[:5]}"
+    finally:
+        v.close()
+
+
+def test_references_are_labelled_as_cited():
+    html = (SITE / "book" / "references.html").read_text()
+    assert "Vaswani et al., 2017" in html and "[VSP+17]" not in html
+    assert "$O(" not in html, "raw TeX in the references"
+
+
+def test_every_page_has_a_favicon_and_an_issues_link():
+    url = CONFIG["repository"]["url"]
+    missing = []
+    for file in PAGES:
+        html = (SITE / f"{file}.html").read_text()
+        if 'rel="icon"' not in html or f"{url}/issues" not in html:
+            missing.append(file)
+    assert not missing, f"pages without a favicon or an issues link: {missing}"
+
+
 def test_every_toc_page_was_built():
     missing = [f for f in PAGES if not (SITE / f"{f}.html").exists()]
     assert not missing, f"pages in _toc.yml missing from the site: {missing}"
