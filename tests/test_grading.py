@@ -64,7 +64,7 @@ EXPECTED = {
     "attack_read_through_dir_fd": (30, 30, "graded", "all 30 checks passed"),
     "attack_sandbox_off_by_gc": (30, 30, "graded", "all 30 checks passed"),
     "attack_detached_process": (30, 30, "graded", "all 30 checks passed"),
-    "attack_own_reason": (0, 39, "graded", 'cell 4: RuntimeError "all 39 checks passed ; '
+    "attack_own_reason": (0, 39, "graded", 'cell 5: RuntimeError "all 39 checks passed ; '
                           'score 39/39"; nothing implemented yet'),
     # loses the gradient check (numpy has no autograd) and the efficiency check, whose memory
     # the sandbox measures from outside the call (see test_memory_is_measured_from_outside)
@@ -277,7 +277,7 @@ def test_attacks_reach_nothing_and_leave_nothing(graded):
                          for t in rules)
     # the student's words stay quoted, after the grader's own count
     reason = json.loads((graded / "attack_own_reason" / "results.json").read_text())["output"]
-    assert reason.startswith("0/39 checks passed; cell 4: RuntimeError \"")
+    assert reason.startswith("0/39 checks passed; cell 5: RuntimeError \"")
 
 
 def test_without_isolation_the_grader_refuses_unless_told(monkeypatch, tmp_path, capsys):
