@@ -7,7 +7,6 @@ from matplotlib.patches import Circle, Polygon, Rectangle
 from diagrams.style import (
     FONT,
     INK,
-    ROLE,
     SMALL,
     arrow,
     box,
