@@ -526,64 +526,80 @@ def targets(results):
     return {k: {"measured": v, "met": bool(ok[k](v))} for k, v in t.items()}
 
 
-COLORS = {"naive": "C3", "sdpa": "C0", "flash": "C2", "local": "C1", "local-attention": "C4",
-          "linear": "C5", "rfa": "C6", "performer": "C8", "performer-pytorch": "C9",
-          "favor++": "C7", "uniform": "black", "linformer": "tab:olive", "lsh": "tab:brown",
-          "routing": "tab:pink", "sinkhorn": "tab:cyan", "reformer-pytorch": "tab:brown"}
+# One colour and one marker per method, the same in every panel (colour-blind-safe
+# Okabe-Ito and Tol colours; the marker tells apart methods whose colours are close).
+STYLE = {
+    "naive": ("#D55E00", "o"), "sdpa": ("#000000", "s"), "flash": ("#009E73", "^"),
+    "local": ("#E69F00", "o"), "local-attention": ("#882255", "D"),
+    "lsh": ("#0072B2", "o"), "routing": ("#CC79A7", "s"), "sinkhorn": ("#117733", "D"),
+    "reformer-pytorch": ("#999933", "v"),
+    "linformer": ("#56B4E9", "o"), "linear": ("#AA4499", "s"), "uniform": ("#777777", "x"),
+    "rfa": ("#994F00", "^"), "performer": ("#332288", "s"), "favor++": ("#44AA99", "D"),
+    "performer-pytorch": ("#E41A1C", "v"),
+}
+FAMILIES = {
+    "exact": ("naive", "sdpa", "flash"),
+    "sliding window": ("local", "local-attention"),
+    "learned sparsity": ("lsh", "routing", "sinkhorn", "reformer-pytorch"),
+    "low rank and kernel": ("linformer", "linear", "uniform"),
+    "random features": ("rfa", "performer", "favor++", "performer-pytorch"),
+}
 
 
 def plot(results, path):
+    """Small multiples of the non-causal sweep: one panel of time against N per family
+    (SDPA in grey in each, for reference), and one of error against speed-up at the
+    largest N. One colour and marker per method throughout; 6.9 in wide, for the book's
+    content column."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
-    statistic = results["config"].get("time_statistic", "median")
-    key = STATISTIC[statistic]
-    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
-    for col, mode in enumerate(("non_causal", "causal")):
-        sweep = results[mode]["sweep"]
-        sizes = sorted(sweep)
-        for name in sweep[sizes[0]]:
-            style = dict(marker="o", ms=3, color=COLORS.get(name),
-                         ls=":" if name in PEERS else "-")
-            t = [sweep[n][name][key] * 1e3 for n in sizes]
-            sp = [sweep[n]["sdpa"][key] / sweep[n][name][key] for n in sizes]
-            axes[0, col].plot(sizes, t, label=name, **style)
-            if mode == "non_causal":
-                axes[0, 2].plot(sizes, sp, label=name, **style)
-                mem_key = ("cuda_peak_bytes" if "cuda_peak_bytes" in sweep[sizes[0]][name]
-                           else "tracked_peak_bytes")
-                m = [max(sweep[n][name][mem_key], 1) / 2**20 for n in sizes]
-                axes[1, 0].plot(sizes, m, label=name, **style)
-            err = [sweep[n][name].get("relative_error_vs_full") for n in sizes]
-            if None not in err:
-                axes[1, 1 + col].plot(sizes, [max(e, 1e-8) for e in err], label=name, **style)
-        axes[0, col].set(ylabel=f"time (ms, {statistic} of the repeats)",
-                         title=f"Time, {mode.replace('_', '-')}")
-        axes[1, 1 + col].set(ylabel="||out - softmax attention|| / ||softmax attention||",
-                             title=f"Error against full softmax, {mode.replace('_', '-')}")
-    axes[0, 2].set(ylabel="speed-up over SDPA", title="Speed-up over torch SDPA, non-causal")
-    axes[0, 2].axhline(1.0, color="gray", lw=0.8)
-    on_gpu = results["config"].get("device", "cpu") != "cpu"
-    axes[1, 0].set(ylabel="peak memory (MiB)",
-                   title="Peak memory, non-causal (" + ("CUDA allocator)" if on_gpu
-                                                        else "tracked)"))
-    sizes = sorted(results["non_causal"]["sweep"])
-    for ax in axes.flat:
-        ax.set(xscale="log", yscale="log", xlabel="sequence length N")
-        ax.set_xticks(sizes, [str(n) for n in sizes])
-        ax.xaxis.set_minor_formatter(NullFormatter())
+    key = STATISTIC[results["config"].get("time_statistic", "median")]
+    sweep = {int(n): v for n, v in results["non_causal"]["sweep"].items()}
+    sizes = sorted(sweep)
+    top = sizes[-1]
+    with plt.rc_context({"font.size": 9, "legend.fontsize": 8}):
+        fig, axes = plt.subplots(2, 3, figsize=(6.9, 5.0), sharex=False)
+        for ax, (family, names) in zip(axes.flat, FAMILIES.items()):
+            sdpa = [sweep[n]["sdpa"][key] * 1e3 for n in sizes]
+            ax.plot(sizes, sdpa, color="#BBBBBB", lw=2.5, zorder=0,
+                    label="sdpa" if "sdpa" not in names else None)
+            for name in names:
+                if name not in sweep[top]:
+                    continue
+                colour, marker = STYLE[name]
+                t = [sweep[n][name][key] * 1e3 for n in sizes]
+                ax.plot(sizes, t, color=colour, marker=marker, ms=4, lw=1.2,
+                        ls=":" if name in PEERS else "-", label=name)
+            ax.set(xscale="log", yscale="log", title=family)
+            ax.set_xticks([sizes[0], 2048, top], [str(sizes[0]), "2K", f"{top // 1024}K"])
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.grid(alpha=0.3)
+            ax.legend(loc="upper left", handlelength=1.8, borderaxespad=0.3)
+        for ax in axes[:, 0]:
+            ax.set_ylabel("time per call (ms)")
+        for ax in axes[1, :2]:
+            ax.set_xlabel("sequence length N")
+        ax = axes[1, 2]
+        for name, (colour, marker) in STYLE.items():
+            if name in FAMILIES["exact"] or name not in sweep[top]:
+                continue
+            r = sweep[top][name]
+            speed = sweep[top]["sdpa"][key] / r[key]
+            err = r.get("relative_error_vs_full")
+            if err is not None:
+                ax.scatter(speed, err, color=colour, marker=marker, s=22)
+        flat = sweep[top]["uniform"]["relative_error_vs_full"]
+        ax.axhline(flat, color="#777777", lw=1, ls="--")
+        ax.text(30, flat * 1.3, "uniform", va="bottom", fontsize=8, color="#555555")
+        ax.axvline(1.0, color="#BBBBBB", lw=1)
+        ax.set(xscale="log", yscale="log", xlabel=f"speed-up over SDPA, {top // 1024}K",
+               ylabel=f"error against softmax, {top // 1024}K",
+               title="error against speed")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, ncol=2)
-    m = results["machine"]
-    where = (m["gpu"] if on_gpu else f"the CPU ({m['cpu_capability']}, {m['threads']} "
-             f"thread{'s' if m['threads'] != 1 else ''})")
-    fig.suptitle(f"Attention on {where}: D = {D}, (B, H) = ({B}, {H}), "
-                 f"{results['config']['dtype']}, local window {WINDOW}, flash tiles "
-                 f"{FLASH_BLOCK}, {NUM_FEATURES} random features; dotted: other packages; "
-                 f"torch {m['torch']}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+        fig.tight_layout(pad=0.4, h_pad=0.6, w_pad=0.4)
+        fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

@@ -105,6 +105,9 @@ CASES = {
     "bad repeats": (lambda: zoo.measure(zoo.catalog(head_dim=4), *[torch.ones(1, 1, 4, 4)] * 3,
                                         repeats=0), ValueError,
                     r"repeats must be an int >= 1, got 0"),
+    "bad clock": (lambda: zoo.measure(zoo.catalog(head_dim=4), *[torch.ones(1, 1, 4, 4)] * 3,
+                                      clock="gpu"), ValueError,
+                  r"clock must be 'wall' or 'cpu', got 'gpu'"),
     "bad qkv": (lambda: zoo.targets(torch.ones(1, 4, 4), torch.ones(1, 4, 4),
                                     torch.ones(1, 4, 4)), ValueError, r"query must be 4-D"),
     "shape mismatch": (lambda: zoo.relative_error(torch.ones(2), torch.ones(3)), ValueError,
@@ -115,3 +118,10 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_rejected_with_a_clear_message(case):
     assert_rejected(*CASES[case], case=case)
+
+
+def test_sweep_cpu_clock_times_every_variant():
+    records = zoo.sweep([32, 64], names=["naive", "sdpa"], repeats=3, head_dim=8, clock="cpu")
+    assert {(r["name"], r["n"]) for r in records} == {(a, b) for a in ("naive", "sdpa")
+                                                      for b in (32, 64)}
+    assert all(r["time_s"] >= 0 and r["time_min_s"] <= r["time_s"] for r in records)

@@ -244,7 +244,7 @@ def _sync(device: torch.device) -> None:
 
 def measure(variants: Dict[str, Variant], q: Tensor, k: Tensor, v: Tensor, *,
             is_causal: bool = False, repeats: int = 5, window: int = 256,
-            memory: bool = True) -> Dict[str, dict]:
+            memory: bool = True, clock: str = "wall") -> Dict[str, dict]:
     """Time, peak memory and error of each variant on the same (B, H, N, D) inputs.
 
     Returns name -> dict(time_s (median), time_min_s, times_s, peak_bytes, largest_bytes
@@ -252,9 +252,16 @@ def measure(variants: Dict[str, Variant], q: Tensor, k: Tensor, v: Tensor, *,
     None with ``memory=False``), error_vs_full, error_vs_target (None when the variant has no
     target)). Variants that do not support ``is_causal`` are skipped when it is True. ``window``
     must be the catalogue's, for the "window" target.
+
+    ``clock="wall"``: elapsed time (``time.perf_counter``). ``clock="cpu"``: CPU time of this
+    process (``time.process_time``), as in :func:`~attention_lib.complexity.time_call`; with
+    one torch thread it leaves out the time the process waits while others use the cores.
     """
     check_qkv(q, k, v)
     check_int("repeats", repeats)
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    now = time.perf_counter if clock == "wall" else time.process_time
     n = q.shape[-2]
     fns = {name: var.build(n, is_causal) for name, var in variants.items()
            if var.causal or not is_causal}
@@ -272,10 +279,10 @@ def measure(variants: Dict[str, Variant], q: Tensor, k: Tensor, v: Tensor, *,
         for _ in range(repeats):  # round-robin: noise hits every variant alike
             for name, fn in fns.items():
                 _sync(q.device)
-                t0 = time.perf_counter()
+                t0 = now()
                 fn(q, k, v)
                 _sync(q.device)
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(now() - t0)
         for name, fn in fns.items():
             ts = times[name]
             out[name].update(time_s=sorted(ts)[len(ts) // 2], time_min_s=min(ts), times_s=ts)
@@ -289,6 +296,7 @@ def sweep(sizes: Iterable[int], *, variants: Optional[Dict[str, Variant]] = None
           names: Optional[Sequence[str]] = None, is_causal: bool = False, repeats: int = 3,
           batch: int = 1, heads: int = 2, head_dim: int = 64, window: int = 256,
           seed: int = 0, device=None, dtype: torch.dtype = torch.float32,
+          clock: str = "wall",
           progress: Optional[Callable[[str], None]] = None) -> List[dict]:
     """:func:`measure` at every N in ``sizes``; one flat record per (variant, N).
 
@@ -297,6 +305,7 @@ def sweep(sizes: Iterable[int], *, variants: Optional[Dict[str, Variant]] = None
     same N, when "sdpa" / "naive" were measured). q, k, v ~ N(0, 1) of shape
     (batch, heads, N, head_dim) from ``torch.Generator().manual_seed(seed)``.
     ``variants`` defaults to :func:`catalog` (``head_dim``, ``window``); ``names`` picks some.
+    ``clock``: as in :func:`measure`.
     """
     variants = catalog(head_dim=head_dim, window=window) if variants is None else variants
     if names is not None:
@@ -310,7 +319,8 @@ def sweep(sizes: Iterable[int], *, variants: Optional[Dict[str, Variant]] = None
         gen = torch.Generator().manual_seed(seed)
         q, k, v = (torch.randn(batch, heads, n, head_dim, generator=gen, dtype=dtype)
                    .to(device or "cpu") for _ in range(3))
-        res = measure(variants, q, k, v, is_causal=is_causal, repeats=repeats, window=window)
+        res = measure(variants, q, k, v, is_causal=is_causal, repeats=repeats, window=window,
+                      clock=clock)
         for name, r in res.items():
             rec = {"name": name, "family": variants[name].family, "n": n, "causal": is_causal,
                    **{key: val for key, val in r.items() if key != "times_s"}}
