@@ -3,20 +3,26 @@
 Vaswani et al. (2017), Table 1, compares the three kinds of layer that map a sequence of
 n vectors of size d to another one:
 
-==============  ==============  ==================  ===================
-layer           FLOPs           sequential steps    maximum path length
-==============  ==============  ==================  ===================
-self-attention  O(n^2 d)        O(1)                O(1)
-recurrent       O(n d^2)        O(n)                O(n)
-convolution     O(k n d^2)      O(1)                O(n/k) (O(log_k n) dilated)
-==============  ==============  ==================  ===================
+===========================  ==============  ================  ===================
+layer                        FLOPs           sequential steps  maximum path length
+===========================  ==============  ================  ===================
+self-attention               O(n^2 d)        O(1)              O(1)
+recurrent                    O(n d^2)        O(n)              O(n)
+convolution                  O(k n d^2)      O(1)              O(log_k n)
+self-attention (restricted)  O(r n d)        O(1)              O(n/r)
+===========================  ==============  ================  ===================
+
+The convolution's O(log_k n) is for dilated convolutions; a stack of plain (contiguous)
+convolutions needs O(n/k) layers (Zhang et al., Dive into Deep Learning, section 11.6),
+which is what :data:`TEXTBOOK` lists and :func:`path_lengths` measures.
 
 This module holds the tools that **measure** each column instead of stating it:
 
 * layer factories (:func:`make_layer`): a same-length ``Conv1d`` of odd kernel size k
   (:class:`ConvLayer`), a GRU (:class:`RecurrentLayer`), and single-head self-attention with
   Q, K, V and output projections (:class:`SelfAttentionLayer`), all mapping (B, N, d) to
-  (B, N, d);
+  (B, N, d); and (not one of ``LAYER_KINDS``) ``"restricted"``, self-attention over a
+  neighbourhood of ``kernel_size`` positions (:class:`RestrictedSelfAttentionLayer`);
 * :func:`count_flops`: FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode`` while the
   call runs. It counts the matrix products and convolutions (2 FLOPs per multiply-add), not
   element-wise operations. On the CPU, ``nn.GRU`` runs as separate ``aten`` ops: one matrix
@@ -55,11 +61,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ._validate import check_int, check_seq, check_tensor, shape_str
 from .efficient.memory import peak_memory
+from .efficient.sparse import sliding_window_attention
 from .functional import reference_attention
 
 Tensor = torch.Tensor
 
 __all__ = ["LAYER_KINDS", "TEXTBOOK", "ConvLayer", "RecurrentLayer", "SelfAttentionLayer",
+           "RestrictedSelfAttentionLayer",
            "make_layer", "stack_layers", "layer_flops", "count_flops", "sequential_steps",
            "path_lengths", "max_path_length", "fit_exponent", "crossover", "time_call",
            "LayerCost", "measure_layer"]
@@ -67,8 +75,9 @@ __all__ = ["LAYER_KINDS", "TEXTBOOK", "ConvLayer", "RecurrentLayer", "SelfAttent
 #: The three kinds of layer, by the names :func:`make_layer` takes.
 LAYER_KINDS = ("conv", "rnn", "attention")
 
-#: Vaswani et al. (2017), Table 1, with the exponents each entry predicts (for the plain,
-#: non-dilated convolution). ``flops_exponents``: of n, d and k in the FLOP count;
+#: Vaswani et al. (2017), Table 1, with the exponents each entry predicts, except the
+#: convolution's path: Table 1 gives O(log_k n) for dilated convolutions; this is the plain
+#: (non-dilated) convolution's O(n/k) (Zhang et al., Dive into Deep Learning, 11.6). ``flops_exponents``: of n, d and k in the FLOP count;
 #: ``sequential_exponent`` and ``path_exponent``: of n.
 TEXTBOOK: Dict[str, dict] = {
     "conv": {"flops": "O(k n d^2)", "flops_exponents": {"n": 1, "d": 2, "k": 1},
@@ -182,12 +191,44 @@ class SelfAttentionLayer(nn.Module):
         return self.out_proj(out[:, 0])  # (B, N, d_model)
 
 
-_CLASSES = {"conv": ConvLayer, "rnn": RecurrentLayer, "attention": SelfAttentionLayer}
+class RestrictedSelfAttentionLayer(SelfAttentionLayer):
+    """Self-attention restricted to a neighbourhood of ``window`` positions centred on each
+    query (Vaswani et al., 2017, Table 1, last row: "self-attention (restricted)"): query i
+    attends to keys i - window//2 .. i + window//2 only.
+
+    ``x: (B, N, d_model) -> (B, N, d_model)``; ``window`` r must be odd. The same parameters
+    as :class:`SelfAttentionLayer`. Only the scores inside the band are computed, by
+    :func:`~attention_lib.efficient.sparse.sliding_window_attention` (blocks of r // 2
+    positions, each reading its neighbour blocks): O(r N d) FLOPs for the scores and the
+    weighted sum, plus 8 N d^2 for the projections. Stacked, output i reaches input j after
+    ceil(|i - j| / (r // 2)) layers: Table 1's maximum path length O(n / r).
+    Equivalent code: ``reference_attention(q, k, v, sliding_window_mask(N, r // 2))`` between
+    the projections of :class:`SelfAttentionLayer`.
+    """
+
+    def __init__(self, d_model: int, window: int = 3, *, bias: bool = True, device=None,
+                 dtype=None):
+        super().__init__(d_model, bias=bias, device=device, dtype=dtype)
+        check_int("window", window)
+        if window % 2 == 0 or window < 3:
+            raise ValueError(f"window must be odd and >= 3 (a neighbourhood centred on each "
+                             f"position), got {window}")
+        self.window = window
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_seq("x", x, self.d_model, "d_model", nonempty=True)
+        q, k, v = (p(x)[:, None] for p in (self.q_proj, self.k_proj, self.v_proj))  # (B, 1, N, d)
+        out = sliding_window_attention(q, k, v, self.window // 2)  # (B, 1, N, d)
+        return self.out_proj(out[:, 0])  # (B, N, d_model)
+
+
+_CLASSES = {"conv": ConvLayer, "rnn": RecurrentLayer, "attention": SelfAttentionLayer,
+            "restricted": RestrictedSelfAttentionLayer}
 
 
 def _check_kind(kind) -> None:
     if kind not in _CLASSES:
-        raise ValueError(f"kind must be one of {LAYER_KINDS}, got {kind!r}")
+        raise ValueError(f"kind must be one of {tuple(_CLASSES)}, got {kind!r}")
 
 
 @torch.no_grad()
@@ -206,14 +247,15 @@ def make_layer(kind: str, d_model: int, *, kernel_size: int = 3,
     """A layer of ``kind`` in ``LAYER_KINDS`` mapping (B, N, d_model) to (B, N, d_model).
 
     ``"conv"``: :class:`ConvLayer` with ``kernel_size``; ``"rnn"``: :class:`RecurrentLayer`;
-    ``"attention"``: :class:`SelfAttentionLayer`. With a CPU ``generator``, the weights are
+    ``"attention"``: :class:`SelfAttentionLayer`; ``"restricted"``:
+    :class:`RestrictedSelfAttentionLayer` over a neighbourhood of ``kernel_size``. With a CPU ``generator``, the weights are
     drawn from it (uniform in +-1/sqrt(fan_in), PyTorch's default range), so the layer is
     the same on every device; without, PyTorch's default initialisation is used.
     """
     _check_kind(kind)
     kw = dict(device=device, dtype=dtype)
-    if kind == "conv":
-        layer = ConvLayer(d_model, kernel_size, **kw)
+    if kind in ("conv", "restricted"):
+        layer = _CLASSES[kind](d_model, kernel_size, **kw)
     else:
         layer = _CLASSES[kind](d_model, **kw)
     if generator is not None:
@@ -243,13 +285,21 @@ def layer_flops(kind: str, seq_len: int, d_model: int, *, kernel_size: int = 3,
     With B = batch_size, n = seq_len, d = d_model, k = kernel_size:
     conv 2 B k n d^2; rnn 12 B n d^2 (3 gates x (input + state) products);
     attention 8 B n d^2 (q, k, v, out projections) + 4 B n^2 d (scores and weighted sum),
-    the same as :func:`attention_lib.multihead.attention_cost` with one head.
+    the same as :func:`attention_lib.multihead.attention_cost` with one head; restricted
+    8 B n d^2 + 12 B n w d with w = k // 2 (each block of w queries scores 3 w keys; n
+    rounded up to a multiple of w).
     """
     _check_kind(kind)
     for name, val in (("seq_len", seq_len), ("d_model", d_model), ("kernel_size", kernel_size),
                       ("batch_size", batch_size)):
         check_int(name, val)
     b, n, d, k = batch_size, seq_len, d_model, kernel_size
+    if kind == "restricted":
+        # blocks of w = k // 2 queries (n if shorter), each scoring the keys of its
+        # neighbour blocks within reach (one on each side when the blocks are w long)
+        block = min(k // 2, n)
+        padded, keys = math.ceil(n / block) * block, (2 * math.ceil(k // 2 / block) + 1) * block
+        return 8 * b * n * d * d + 4 * b * padded * keys * d
     if kind == "conv":
         return 2 * b * k * n * d * d
     if kind == "rnn":

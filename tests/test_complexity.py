@@ -292,3 +292,34 @@ def test_time_call_runs_warmup_plus_repeats():
     assert C.time_call(lambda: x @ x, repeats=2, clock="cpu", reduce="min") >= 0
     assert_rejected(lambda: C.time_call(lambda: None, clock="gpu"), ValueError, r"clock")
     assert_rejected(lambda: C.time_call(lambda: None, reduce="mean"), ValueError, r"reduce")
+
+
+# --------------------------------------------------------------- restricted self-attention
+def test_restricted_attention_is_attention_inside_the_band():
+    """Vaswani et al.'s restricted self-attention: the projections of SelfAttentionLayer
+    around reference_attention with a band mask |i - j| <= r // 2, computed blockwise."""
+    from attention_lib.functional import reference_attention
+    from attention_lib.masks import sliding_window_mask
+
+    gen = torch.Generator().manual_seed(0)
+    for n, r in ((1, 3), (7, 5), (20, 9), (33, 17)):
+        layer = C.make_layer("restricted", 6, kernel_size=r, generator=gen, dtype=torch.float64)
+        x = _x(n, 6, gen)
+        q, k, v = (p(x)[:, None] for p in (layer.q_proj, layer.k_proj, layer.v_proj))
+        ref = layer.out_proj(reference_attention(q, k, v, sliding_window_mask(n, r // 2))[:, 0])
+        assert_close(layer(x), ref, torch.float64)
+    assert_rejected(lambda: C.make_layer("restricted", 4, kernel_size=4), ValueError, r"odd")
+
+
+def test_restricted_attention_flops_and_paths():
+    """FLOPs counted = the closed form, linear in n and in r; paths ceil(|i - j| / (r // 2))."""
+    for n, r, d in ((1, 5, 3), (5, 17, 2), (32, 9, 4), (100, 5, 8)):
+        counted = C.count_flops(C.make_layer("restricted", d, kernel_size=r),
+                                torch.randn(1, n, d))
+        assert counted == C.layer_flops("restricted", n, d, kernel_size=r)
+    assert C.layer_flops("restricted", 512, 4, kernel_size=9) == 2 * C.layer_flops(
+        "restricted", 256, 4, kernel_size=9)
+    for n, r in ((8, 5), (13, 9)):
+        i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+        expected = ((i - j).abs() + r // 2 - 1).div(r // 2, rounding_mode="floor").clamp(min=1)
+        assert torch.equal(C.path_lengths("restricted", n, kernel_size=r), expected)
