@@ -238,3 +238,36 @@ def _long_code_lines(path: Path) -> list[str]:
 def test_code_fits_the_page(path):
     """A code block on the page shows 79 characters; longer lines scroll or clip in print."""
     assert _long_code_lines(path) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_plots_have_alt_text_and_a_caption(path):
+    """myst-nb turns the cell metadata into the figure's caption and the image's alt text."""
+    bad = []
+    for i, cell in enumerate(_cells(path, "code")):
+        if not any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
+            continue
+        meta = cell["metadata"].get("mystnb", {})
+        alt = meta.get("image", {}).get("alt", "")
+        caption = meta.get("figure", {}).get("caption", "")
+        if len(alt.split()) < 8 or len(caption.split()) < 5:
+            bad.append(i)
+    assert bad == [], f"{path.name}: plot cells without alt text or caption: {bad}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_long_outputs_scroll(path):
+    """An output of more than 25 lines is shown in a scrolling box (the scroll-output tag)."""
+    long = []
+    for i, cell in enumerate(_cells(path, "code")):
+        lines = sum(len("".join(o.get("text", "")).splitlines()) for o in cell.get("outputs", [])
+                    if o.get("output_type") == "stream")
+        if lines > 25 and "scroll-output" not in cell["metadata"].get("tags", []):
+            long.append((i, lines))
+    assert long == [], f"{path.name}: long outputs without the scroll-output tag: {long}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_titles_carry_their_number(path):
+    title = _source(json.loads(path.read_text())["cells"][0]).splitlines()[0]
+    assert title.startswith(f"# {int(path.name[:2])}. "), title
