@@ -85,11 +85,20 @@ KIND_KWARGS = {"plain": {}, "bahdanau": {}, "luong": {"score": "general", "input
                "luong_concat": {"score": "concat", "input_feeding": True},
                "luong_local_p": {"score": "general", "local": "p", "window": 5,
                                  "input_feeding": True},
-               "luong_nofeed": {"score": "general", "input_feeding": False}}
+               "luong_nofeed": {"score": "general", "input_feeding": False},
+               # chapter 5's controls: every score without input feeding, and local-p
+               # with the paper's window D = 10
+               "luong_dot_nofeed": {"score": "dot", "input_feeding": False},
+               "luong_concat_nofeed": {"score": "concat", "input_feeding": False},
+               "luong_local_p10": {"score": "general", "local": "p", "window": 10,
+                                   "input_feeding": True}}
 LABELS = {"plain": "plain encoder-decoder", "bahdanau": "Bahdanau (additive)",
           "luong": "Luong (general, input feeding)", "luong_dot": "Luong (dot)",
           "luong_concat": "Luong (concat)", "luong_local_p": "Luong (local-p, general, D=5)",
-          "luong_nofeed": "Luong (general, no input feeding)"}
+          "luong_nofeed": "Luong (general, no input feeding)",
+          "luong_dot_nofeed": "Luong (dot, no input feeding)",
+          "luong_concat_nofeed": "Luong (concat, no input feeding)",
+          "luong_local_p10": "Luong (local-p, general, D=10)"}
 
 
 @torch.no_grad()
