@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
 MARK = "example-check-output"  # the id of the markdown cell that shows the example
-HEAD = ("### What `check` tells you\n\n"
+HEAD = ("## What `check` tells you\n\n"
         "Each `check(...)` cell runs the checks of one exercise and prints one line per "
         "check,\nfrom the shape to the edge cases. When a value is wrong it shows the case, "
         "the first\nwrong entry and, when your output matches a known mistake, a hint. "
