@@ -4,7 +4,9 @@ Serves ``_build/html`` on 127.0.0.1 and visits every page of ``_toc.yml``. Each 
 load with HTTP 200 and no console error, typeset its maths with the *local* MathJax, load
 every image, show no traceback in cell outputs, make no request that leaves 127.0.0.1, and
 (for notebooks) carry an "Open in Colab" link to that notebook in the repository.
-A screenshot per page is written to the test's temp dir and checked not to be blank.
+A screenshot per page is written to the test's temp dir and checked not to be blank. The
+same page is then narrowed to a 390 px phone (no sideways scrolling, wide equations marked
+as scrolling; a second screenshot) and put in print mode (no clipped code block).
 
 Run after ``make book``: ``pytest tests/site``. Skipped, with the reason, when chromium or
 the built site is missing.
@@ -193,6 +195,24 @@ def test_page(server, browser, shots, file):
         shot = shots / (file.replace("/", "__") + ".png")
         page.screenshot(path=str(shot), full_page=True)
         _assert_not_blank(shot)
+        # a phone: the page is no wider than the screen, wide equations say they scroll
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_timeout(100)  # reflow; course.js marks wide equations on resize
+        sizes = page.evaluate("() => [document.documentElement.scrollWidth,"
+                              " document.documentElement.clientWidth]")
+        assert sizes[0] <= sizes[1], (
+            f"{file}: {sizes[0]} px wide on a 390 px phone: {_phone_overflow(page)}")
+        unmarked = page.evaluate("() => [...document.querySelectorAll('.bd-article div.math')]"
+                                 ".filter(e => e.scrollWidth > e.clientWidth + 1"
+                                 " && !e.classList.contains('course-wide')).length")
+        assert unmarked == 0, f"{file}: {unmarked} wide equations with no scroll cue"
+        page.screenshot(path=str(shots / (file.replace("/", "__") + "__390.png")))
+        # print (and so the PDF): no code or output block is wider than its box
+        page.set_viewport_size({"width": 794, "height": 1123})
+        page.emulate_media(media="print")
+        clipped = page.evaluate("() => [...document.querySelectorAll('pre')]"
+                                ".filter(e => e.scrollWidth > e.clientWidth + 1).length")
+        assert clipped == 0, f"{file}: {clipped} code blocks clipped in print"
     finally:
         v.close()
 
@@ -205,52 +225,6 @@ def _phone_overflow(page) -> list[str]:
                      && !e.closest('pre, .highlight, div.math, mjx-container, table,'
                                    + ' .cell_output, .pst-scrollable-table-container'))
         .slice(0, 3).map(e => e.tagName + ': ' + (e.textContent || '').slice(0, 60))""")
-
-
-def test_no_page_scrolls_sideways_on_a_phone(server, browser):
-    """At 390 px no page is wider than the screen; wide equations are marked as scrolling."""
-    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
-                              has_touch=True)
-    page = ctx.new_page()
-    page.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname in
-               (None, "127.0.0.1") else r.abort())
-    wide, unmarked = {}, {}
-    try:
-        for file in PAGES:
-            page.goto(_page_url(server, file), wait_until="networkidle")
-            _wait_for_mathjax(page)
-            page.wait_for_timeout(50)
-            sizes = page.evaluate("() => [document.documentElement.scrollWidth,"
-                                  " document.documentElement.clientWidth]")
-            if sizes[0] > sizes[1]:
-                wide[file] = (sizes, _phone_overflow(page))
-            n = page.evaluate("() => [...document.querySelectorAll('.bd-article div.math')]"
-                              ".filter(e => e.scrollWidth > e.clientWidth + 1"
-                              " && !e.classList.contains('course-wide')).length")
-            if n:
-                unmarked[file] = n
-    finally:
-        ctx.close()
-    assert not wide, f"pages wider than a 390 px phone: {wide}"
-    assert not unmarked, f"wide equations with no scroll cue: {unmarked}"
-
-
-def test_printed_code_wraps_instead_of_clipping(server, browser):
-    """In print (and so in the PDF) no code or output block is wider than its box."""
-    ctx = browser.new_context(viewport={"width": 794, "height": 1123})
-    page = ctx.new_page()
-    try:
-        clipped = {}
-        for file in [f for f in PAGES if f.startswith("notebooks/")][:18]:
-            page.goto(_page_url(server, file), wait_until="load")
-            page.emulate_media(media="print")
-            n = page.evaluate("() => [...document.querySelectorAll('pre')]"
-                              ".filter(e => e.scrollWidth > e.clientWidth + 1).length")
-            if n:
-                clipped[file] = n
-    finally:
-        ctx.close()
-    assert not clipped, f"code blocks clipped in print: {clipped}"
 
 
 def test_search_ranks_the_chapter_first_for_its_topic(server, browser):
