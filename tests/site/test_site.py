@@ -197,7 +197,7 @@ def test_page(server, browser, shots, file):
         _assert_not_blank(shot)
         # a phone: the page is no wider than the screen, wide equations say they scroll
         page.set_viewport_size({"width": 390, "height": 844})
-        page.wait_for_timeout(100)  # reflow; course.js marks wide equations on resize
+        page.wait_for_timeout(300)  # reflow, the sidebar closing; course.js re-marks equations
         sizes = page.evaluate("() => [document.documentElement.scrollWidth,"
                               " document.documentElement.clientWidth]")
         assert sizes[0] <= sizes[1], (
