@@ -81,9 +81,11 @@ test-lib: $(ENV_DEP)
 test-notebooks: $(ENV_DEP)
 	TQDM_DISABLE=1 OMP_NUM_THREADS=$(NB_THREADS) $(PYTHON) -m pytest $(NBVAL_FLAGS) -n $(JOBS) --dist loadfile -q $(NOTEBOOKS)
 
-# Browser tests of the built site (skipped, with the reason, when chromium is missing).
+# Browser tests of the built site and the PDF, in JOBS workers (a page spends most of its
+# time waiting for the network to go idle and MathJax to finish); skipped, with the reason,
+# when chromium is missing.
 test-site: $(ENV_DEP)
-	$(PYTHON) -m pytest tests/site -q -rs
+	$(PYTHON) -m pytest tests/site -n $(JOBS) -q -rs
 
 # The Colab path: a fresh environment with only Colab's preinstalls runs a chapter whose setup
 # cell installs attention_lib from the repository URL in _config.yml (served from this checkout).
