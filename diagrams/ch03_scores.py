@@ -27,6 +27,14 @@ def _score(ax, x, y, label):
     text(ax, x + 0.4, y - 0.5, label, size=SMALL, role="score")
 
 
+def _dot_product(ax, x, y, title):
+    """A panel's title, q and k, and the "multiply, sum" box the dot-product scores share."""
+    text(ax, x + 0.2, y + 5.6, title, size=FONT + 1, weight="bold", ha="left")
+    _qk(ax, x + 0.6, y + 1.6)
+    box(ax, x + 3.8, y + 2.2, 3.8, 1.2, "multiply, sum", role="score")
+    arrow(ax, (x + 2.6, y + 2.8), (x + 3.8, y + 2.8))
+
+
 @diagram("03_scoring_functions")
 def scoring_functions():
     fig, ax = canvas(30, 13.4)
@@ -34,11 +42,7 @@ def scoring_functions():
 
     # dot
     x, y = panels[0]
-    text(ax, x + 0.2, y + 5.6, "dot:  $q^\\top k$", size=FONT + 1,
-         weight="bold", ha="left")
-    _qk(ax, x + 0.6, y + 1.6)
-    box(ax, x + 3.8, y + 2.2, 3.8, 1.2, "multiply, sum", role="score")
-    arrow(ax, (x + 2.6, y + 2.8), (x + 3.8, y + 2.8))
+    _dot_product(ax, x, y, "dot:  $q^\\top k$")
     _score(ax, x + 9.0, y + 2.4, "one score")
     arrow(ax, (x + 7.6, y + 2.8), (x + 9.0, y + 2.8), role="score")
     text(ax, x + 7.0, y + 0.5, "(B, Nq, D), (B, Nk, D) → (B, Nq, Nk)",
@@ -46,11 +50,7 @@ def scoring_functions():
 
     # scaled dot
     x, y = panels[1]
-    text(ax, x + 0.2, y + 5.6, "scaled dot:  $q^\\top k / \\sqrt{D}$",
-         size=FONT + 1, weight="bold", ha="left")
-    _qk(ax, x + 0.6, y + 1.6)
-    box(ax, x + 3.8, y + 2.2, 3.8, 1.2, "multiply, sum", role="score")
-    arrow(ax, (x + 2.6, y + 2.8), (x + 3.8, y + 2.8))
+    _dot_product(ax, x, y, "scaled dot:  $q^\\top k / \\sqrt{D}$")
     box(ax, x + 8.4, y + 2.2, 1.6, 1.2, "$\\div\\sqrt{D}$", role="score")
     arrow(ax, (x + 7.6, y + 2.8), (x + 8.4, y + 2.8), role="score")
     _score(ax, x + 11.0, y + 2.4, "variance 1")
