@@ -268,6 +268,7 @@ def test_attacks_reach_nothing_and_leave_nothing(graded):
     assert out.count("is gone") == 3  # the runner's inputs, the hidden checks' among them
     out = (graded / "attack_detached_process" / "output.txt").read_text()
     assert "spawned a process that holds the output pipe" in out  # the attack did run ...
+    assert "processes beside the runner and init: 0" in out  # ... was ended after its cell
     rows = {r["submission"]: r for r in csv.DictReader((graded / "gradebook.csv").open())}
     assert float(rows["attack_detached_process"]["seconds"]) < TIMEOUT  # ... and stalled nothing
     res = json.loads((graded / "attack_library_in_a_thread" / "results.json").read_text())

@@ -7,7 +7,9 @@ namespaces, in a file system that holds only the system's libraries, the Python 
 no checks, references or hidden inputs (:func:`runner_package`), and its own working folder.
 It sees no instructor material, no other submission and no output folder, opens no network
 connection, and everything it starts dies with it (the PID namespace ends when its first
-process does). Limits: address space, CPU time, file size, number of processes (per uid).
+process does); the runner also ends, after every cell, any process a cell left behind, so a
+detached child or a fork bomb cannot take CPU from the next cell or from the notebook graded
+beside it. Limits: address space, CPU time, file size, number of processes (per uid).
 Without ``bwrap`` grading refuses to start unless the instructor passes ``isolate=False``
 (``attention-grade --no-isolation``), which runs the same child as a plain subprocess with
 only the in-process defences of :mod:`~attention_course.grading._child`.
@@ -401,7 +403,7 @@ def run_in_sandbox(cells: Sequence, tasks_blob: bytes, n_tasks: int, limits: Lim
         "memory_mb": lim.memory_mb, "fsize_mb": lim.fsize_mb,
         "cpu_s": int(lim.timeout) + 10, "cell_timeout": lim.cell_timeout,
         "probe_timeout": lim.probe_timeout, "stdout_cap": lim.stdout_cap,
-        "nproc": lim.nproc if isolate else 0,
+        "nproc": lim.nproc if isolate else 0, "own_pid_namespace": isolate,
         "deny_read": [str(Path(p).resolve()) for p in deny_read]}))
     (root / "cells.json").write_text(json.dumps([[int(n), str(s)] for n, s in cells]))
     (root / "tasks.pt").write_bytes(tasks_blob)
