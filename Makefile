@@ -9,6 +9,7 @@
 #   make bench-gpu  the attention benchmark on a CUDA device, in bfloat16 and float16
 #                   (existing environment too: make bench-gpu PYTHON=python3)
 #   make figures    redraw the book's diagrams (diagrams/*.py -> book/figures/*.svg)
+#   make explorers  recompute the interactive figures' data (explorers/*.py -> book/explorers)
 #   make pdf        the whole book as one PDF, offline (_build/html/attention-course.pdf)
 
 SHELL := /bin/bash
@@ -32,7 +33,7 @@ NBVAL_FLAGS := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cach
 BOOK_FLAGS  := -W -n --keep-going
 JB          := $(PYTHON) -c "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"
 
-.PHONY: help install lint book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks exercises bench bench-gpu figures pdf clean
+.PHONY: help install lint book book-strict test test-lib test-notebooks test-site test-colab test-gpu notebooks exercises bench bench-gpu figures explorers pdf clean
 
 help:
 	@sed -n '2,13p' Makefile | sed 's/^# *//'
@@ -53,6 +54,10 @@ $(STAMP): requirements.txt pyproject.toml
 # The diagrams: one script per chapter in diagrams/, one visual language (diagrams/style.py).
 figures: $(ENV_DEP)
 	$(PYTHON) -m diagrams
+
+# The explorers' data: one script per interactive figure in explorers/, from real runs.
+explorers: $(ENV_DEP)
+	$(PYTHON) -m explorers
 
 book: $(ENV_DEP)
 	$(JB) build . --builder html

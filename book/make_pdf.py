@@ -73,6 +73,9 @@ def main(argv=None) -> int:
             page.goto(url, wait_until="networkidle", timeout=300_000)
             page.evaluate("() => window.MathJax && window.MathJax.startup"
                           " ? window.MathJax.startup.promise : null")
+            # the explorers print their first state (explorers.css hides their controls)
+            page.wait_for_function("() => [...document.querySelectorAll('figure.explorer')]"
+                                   ".every(f => f.dataset.ready)", timeout=60_000)
             page.evaluate("() => Promise.all([...document.images].map(i => i.complete ? 0 :"
                           " new Promise(r => { i.onload = i.onerror = r; })))")
             page.emulate_media(media="print")

@@ -1,13 +1,16 @@
 """Sphinx extension for the course site: keep the built pages self-contained and clean.
 
 It also adds the course's stylesheet and script (``static/course.css``, ``course.js``): code
-that wraps on phones and in print, wide equations that show they scroll, the chapter frame.
+that wraps on phones and in print, wide equations that show they scroll, the chapter frame;
+and the explorers (``static/explorers/``: interactive figures in plain JavaScript and SVG, with
+their data from ``book/explorers/*.json``).
 
 Jupyter Book 1 registers sphinx-thebe (live code cells via a CDN-hosted kernel bridge), and
 with sphinx-book-theme its inline config script ends up twice on every page, which the browser
 reports as a console error. The course uses Colab launch buttons, not Thebe, so its scripts
 and styles are dropped from every page.
 """
+import json
 from pathlib import Path
 
 
@@ -25,6 +28,29 @@ def _drop_thebe(app, pagename, templatename, context, doctree):
 
 def _add_static(app, config):
     config.html_static_path.append(str(Path(__file__).parent / "static"))
+
+
+EXPLORER_DATA = Path(__file__).resolve().parents[1] / "explorers"  # book/explorers/*.json
+
+
+def _explorer_scripts() -> list[str]:
+    """The explorers' scripts, the core first (the others register with it)."""
+    folder = Path(__file__).parent / "static" / "explorers"
+    return ["explorers/core.js"] + [f"explorers/{p.name}" for p in sorted(folder.glob("*.js"))
+                                    if p.name != "core.js"]
+
+
+def _write_explorer_data(app, exception):
+    """Serve each explorer's committed JSON as ``_static/explorers/data/<name>.js``: a script
+    (not a fetch), so that the explorers also work on a site opened from disk."""
+    if exception is not None or app.builder.format != "html":
+        return
+    out = Path(app.outdir) / "_static" / "explorers" / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    for path in sorted(EXPLORER_DATA.glob("*.json")):
+        text = path.read_text().strip()
+        (out / f"{path.stem}.js").write_text(
+            f"CourseExplorers.data({json.dumps(path.stem)}, {text});\n")
 
 
 def _author_year_labels():
@@ -60,4 +86,8 @@ def setup(app):
     app.connect("config-inited", _add_static)
     app.add_css_file("course.css")
     app.add_js_file("course.js", loading_method="defer")
+    app.add_css_file("explorers/explorers.css")
+    for script in _explorer_scripts():
+        app.add_js_file(script, loading_method="defer")
+    app.connect("build-finished", _write_explorer_data)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

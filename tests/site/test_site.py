@@ -101,9 +101,9 @@ def shots(tmp_path_factory):
 class Visit:
     """One page load with everything the assertions need."""
 
-    def __init__(self, browser, url: str):
+    def __init__(self, browser, url: str, **context):
         self.external, self.console_errors, self.failed = [], [], []
-        ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        ctx = browser.new_context(**{"viewport": {"width": 1280, "height": 900}, **context})
         page = ctx.new_page()
 
         def route(r):
