@@ -40,6 +40,14 @@ def _explorer_scripts() -> list[str]:
                                     if p.name != "core.js"]
 
 
+def _explorer_sheets() -> list[str]:
+    """The explorers' stylesheets, the shared one first."""
+    folder = Path(__file__).parent / "static" / "explorers"
+    return ["explorers/explorers.css"] + [f"explorers/{p.name}"
+                                          for p in sorted(folder.glob("*.css"))
+                                          if p.name != "explorers.css"]
+
+
 def _write_explorer_data(app, exception):
     """Serve each explorer's committed JSON as ``_static/explorers/data/<name>.js``: a script
     (not a fetch), so that the explorers also work on a site opened from disk."""
@@ -86,7 +94,8 @@ def setup(app):
     app.connect("config-inited", _add_static)
     app.add_css_file("course.css")
     app.add_js_file("course.js", loading_method="defer")
-    app.add_css_file("explorers/explorers.css")
+    for sheet in _explorer_sheets():
+        app.add_css_file(sheet)
     for script in _explorer_scripts():
         app.add_js_file(script, loading_method="defer")
     app.connect("build-finished", _write_explorer_data)

@@ -10,6 +10,7 @@ Run after ``make book``; skipped with the reason when chromium or the site is mi
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,22 +20,32 @@ from test_site import Visit, browser, server  # noqa: F401 - the fixtures, share
 pytestmark = test_site.pytestmark
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "book" / "explorers"
+FIGURE = re.compile(r'<figure class="explorer" data-explorer="[\w-]+" data-data="(\w+)"'
+                    r' id="(explorer-[\w-]+)"')
 
-# explorer id -> (page, data file)
-EXPLORERS = {
-    "explorer-mask-builder": ("notebooks/07_masking", "07_mask_builder"),
-}
+
+def _placed_explorers() -> list[tuple[str, str, str]]:
+    out = []
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "markdown":
+                for m in FIGURE.finditer("".join(cell["source"])):
+                    out.append((f"notebooks/{path.stem}", m.group(2), m.group(1)))
+    return out
 
 
 def _data(name: str) -> dict:
     return json.loads((DATA / f"{name}.json").read_text())
 
 
+PLACED = _placed_explorers()  # every explorer in a chapter: (page, element id, data name)
+
+
 class Explorer:
     """One explorer on its page, ready, with the page's console errors collected."""
 
     def __init__(self, browser, server, ident: str, **context):  # noqa: F811
-        page_file, data = EXPLORERS[ident]
+        page_file, data = next((p, d) for p, i, d in PLACED if i == ident)
         self.visit = Visit(browser, f"{server}/{page_file}.html", **context)
         self.page = self.visit.page
         self.data = _data(data)
@@ -79,6 +90,32 @@ def open_explorer(browser, server):  # noqa: F811
     yield _open
     for e in opened:
         e.close()
+
+
+# ----------------------------------------------------------------------- every explorer
+_INK = ("() => [...document.querySelectorAll('{sel} svg text')].slice(0, 1)"
+        ".map(t => getComputedStyle(t).fill)[0]")
+
+
+def _luminance(css: str) -> float:
+    r, g, b = (int(v) for v in re.findall(r"\d+", css)[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+@pytest.mark.parametrize("ident", [i for _, i, _ in PLACED])
+def test_explorer_fits_a_phone_and_follows_dark_mode(open_explorer, ident):
+    e = open_explorer(ident, viewport={"width": 390, "height": 844}, has_touch=True)
+    over = e.page.evaluate(f"() => {{ const f = document.querySelector('#{ident}');"
+                           " return [f.scrollWidth, f.clientWidth]; }")
+    assert over[0] <= over[1] + 1, f"{ident} is {over[0]} px wide in a {over[1]} px column"
+    small = e.page.evaluate(
+        f"() => [...document.querySelectorAll('#{ident} svg text')].map(t => "
+        "t.getBoundingClientRect().height).filter(h => h > 0 && h < 8).length")
+    assert small == 0, f"{ident}: {small} labels shorter than 8 px on a phone"
+    light = _luminance(e.page.evaluate(_INK.format(sel=f"#{ident}")))
+    e.page.evaluate("() => document.documentElement.dataset.theme = 'dark'")
+    dark = _luminance(e.page.evaluate(_INK.format(sel=f"#{ident}")))
+    assert light < 0.4 < 0.6 < dark, f"{ident}: text luminance {light:.2f} light, {dark:.2f} dark"
 
 
 # ----------------------------------------------------------------------- 07: mask builder
