@@ -55,7 +55,7 @@ CourseExplorers.register("mask-builder", function (root, data, ui) {
     const kept = mask.flat().filter(Boolean).length;
     out.append(`${kept} of ${n * n} query–key pairs may attend. `);
     if (s.empty_rows.length) {
-      const a = ui.el("span", {class: "alert", "data-empty-rows": s.empty_rows.join(",")}, out,
+      const a = ui.el("span", {class: "explorer-alert", "data-empty-rows": s.empty_rows.join(",")}, out,
                       `Rows ${s.empty_rows.join(", ")} have no key: their weights (and output) ` +
                       "are all zero, not NaN.");
       a.setAttribute("role", "status");
