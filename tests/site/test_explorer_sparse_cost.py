@@ -1,0 +1,127 @@
+"""Chapter 11's sparse-cost explorer in Chromium: the mask drawn is the JSON's, choosing a
+pattern changes it and the numbers, changing N changes the cost readout, every drawn number
+equals book/explorers/11_sparse_cost.json, and keyboard and touch reach the controls."""
+from __future__ import annotations
+
+import pytest
+import test_site
+from test_explorers import Explorer, browser, open_explorer, server  # noqa: F401
+
+pytestmark = test_site.pytestmark
+IDENT = "explorer-sparse-cost"
+
+
+def _state(e: Explorer) -> tuple[dict, int]:
+    """The pattern (its JSON entry) and the index of N that the figure says it shows."""
+    pid = e.page.get_attribute(e.sel, "data-pattern")
+    n = int(e.page.get_attribute(e.sel, "data-n"))
+    pattern = next(p for p in e.data["patterns"] if p["id"] == pid)
+    return pattern, e.data["sizes"].index(n)
+
+
+def _values(e: Explorer) -> dict:
+    """Every named number of the readouts: name -> data-value."""
+    return e.page.evaluate(
+        f"() => Object.fromEntries([...document.querySelectorAll('{e.sel} [data-name]')]"
+        ".filter(x => x.dataset.value !== undefined)"
+        ".map(x => [x.dataset.name, +x.dataset.value]))")
+
+
+def _dots(e: Explorer) -> dict:
+    """The chart points: (chart index, series) -> values by N, in the order of the sizes."""
+    got = e.page.evaluate(
+        f"() => [...document.querySelectorAll('{e.sel} .sparse-cost-charts svg')].map(s => "
+        "[...s.querySelectorAll('circle.sparse-cost-dot')].map(c => "
+        "[c.dataset.series, +c.dataset.n, +c.dataset.value, c.classList.contains('now')]))")
+    out = {}
+    for chart, dots in enumerate(got):
+        for series, n, v, now in dots:
+            out.setdefault((chart, series), {})[n] = (v, now)
+    return out
+
+
+def _check_drawn(e: Explorer):
+    """What is drawn equals the JSON for the pattern and N the figure shows."""
+    p, k = _state(e)
+    want = [[1.0 if c == "1" else 0.0 for c in row] for row in p["mask"]]
+    assert e.cells("mask") == want
+    v = _values(e)
+    assert v["draw_kept"] == p["draw_kept"]
+    assert v["kept"] == p["kept"][k] and v["keys_per_query"] == p["keys_per_query"][k]
+    mode = p["measured"]["mode"] if p["measured"] else "non_causal"
+    cost = e.data["cost"][mode]
+    assert v["sdpa_time"] == cost["sdpa"]["time_s"][k]
+    assert v["sdpa_memory"] == cost["sdpa"]["peak_bytes"][k]
+    assert v["naive_memory"] == cost["naive"]["peak_bytes"][k]
+    series = ["naive", "sdpa"] + ([p["measured"]["variant"]] if p["measured"] else [])
+    dots = _dots(e)
+    assert sorted(dots) == sorted((c, s) for c in (0, 1) for s in series)
+    for (chart, name), by_n in dots.items():
+        field = ("time_s", "peak_bytes")[chart]
+        assert [by_n[n][0] for n in e.data["sizes"]] == cost[name][field]
+        assert [n for n in e.data["sizes"] if by_n[n][1]] == [e.data["sizes"][k]]
+    if p["measured"]:
+        c = cost[p["measured"]["variant"]]
+        assert v["time"] == c["time_s"][k] and v["memory"] == c["peak_bytes"][k]
+        assert v["speedup"] == c["speedup_vs_sdpa"][k]
+        assert v["memory_ratio"] == c["memory_vs_sdpa"][k]
+        assert e.root.locator("[data-name='not_measured']").count() == 0
+    else:
+        assert "time" not in v and "speedup" not in v
+        assert v["naive_time"] == cost["naive"]["time_s"][k]
+        assert e.root.locator("[data-name='not_measured']").count() == 3  # text, 2 charts
+    return p, k, v
+
+
+def test_sparse_cost_draws_the_json(open_explorer):  # noqa: F811
+    e = open_explorer(IDENT)
+    p, k, v = _check_drawn(e)
+    assert p["id"] == "window" and e.data["sizes"][k] == 4096
+    text = e.root.locator(".sparse-cost-cost").inner_text()
+    assert "15.0 ms" in text and "45.3 ms" in text and "3.01× faster" in text
+    assert "12.1%" in e.root.locator(".sparse-cost-kept").inner_text()
+
+
+@pytest.mark.parametrize("pid", ["causal", "dilated", "longformer", "bigbird"])
+def test_choosing_a_pattern_changes_the_mask_and_the_numbers(open_explorer, pid):  # noqa: F811
+    e = open_explorer(IDENT)
+    before, values = e.cells("mask"), _values(e)
+    e.control("pattern").select_option(pid)
+    p, _, v = _check_drawn(e)
+    assert p["id"] == pid and e.cells("mask") != before
+    assert v["kept"] != values["kept"] and v["draw_kept"] != values["draw_kept"]
+    if pid == "causal":  # measured, in the causal sweep: other times
+        assert v["time"] != values["time"] and v["sdpa_time"] != values["sdpa_time"]
+    else:
+        assert "not measured" in e.root.locator(".sparse-cost-cost").inner_text().lower()
+
+
+def test_changing_n_changes_the_cost(open_explorer):  # noqa: F811
+    e = open_explorer(IDENT)
+    before = _values(e)
+    e.control("n").fill("0")  # N = 512: the window is slower than SDPA there
+    p, k, v = _check_drawn(e)
+    assert e.data["sizes"][k] == 512
+    assert v["time"] != before["time"] and v["kept"] != before["kept"]
+    assert v["speedup"] < 1 and "slower" in e.root.locator(".sparse-cost-cost").inner_text()
+    assert e.cells("mask") == [[1.0 if c == "1" else 0.0 for c in row] for row in p["mask"]]
+
+
+def test_sparse_cost_by_keyboard_and_touch(open_explorer):  # noqa: F811
+    e = open_explorer(IDENT, has_touch=True)
+    slider = e.control("n")
+    slider.focus()
+    e.page.keyboard.press("ArrowRight")  # 4096 -> 8192
+    assert _state(e)[1] == e.data["sizes"].index(8192)
+    e.page.keyboard.press("End")
+    assert _state(e)[1] == len(e.data["sizes"]) - 1
+    _check_drawn(e)
+    select = e.control("pattern")
+    select.focus()
+    e.page.keyboard.press("ArrowDown")  # the next pattern: the causal window
+    assert _state(e)[0]["id"] == "causal"
+    _check_drawn(e)
+    box = slider.bounding_box()
+    slider.tap(position={"x": 3, "y": box["height"] / 2})  # the left end: N = 512
+    assert _state(e)[1] == 0
+    _check_drawn(e)
