@@ -4,9 +4,11 @@ Each module ``chNN_*.py`` registers one explorer with :func:`explorer`: a functi
 ``attention_lib`` (or reads a committed benchmark result) and returns plain JSON data.
 ``python -m explorers`` (``make explorers``) writes ``book/explorers/<name>.json``; the site's
 extension (``book/_ext/course_site.py``) serves each file to the page as a small script, and
-``book/_ext/static/explorers/<name>.js`` draws it. ``tests/test_explorers.py`` checks every
-committed file against a fresh run and against the library; ``tests/site/test_explorers.py``
-moves each explorer's controls in Chromium and compares what is drawn with the JSON.
+``book/_ext/static/explorers/<kind>.js`` draws it. ``tests/test_explorer_data.py`` checks
+every committed file against a fresh run, ``tests/test_explorer_<name>.py`` against the
+library or an independent computation; ``tests/site/test_explorers.py`` and
+``tests/site/test_browser_<name>.py`` move each explorer's controls in Chromium and compare
+what is drawn with the JSON.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@
   implementation below (not attention_lib's), is the stored one, and so is its BLEU
   (attention_lib.metrics.sentence_bleu on the stored tokens);
 - what the chapter's caption quotes is in the data.
-The committed file equals a fresh run: tests/test_explorers.py.
+The committed file equals a fresh run: tests/test_explorer_data.py.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The explorers (interactive figures) in Chromium: each starts with no console error and no
 request outside 127.0.0.1, a control changes what is drawn, and the drawn numbers are the
 committed JSON's (book/explorers/*.json, themselves checked against the library by
-tests/test_explorers.py). Also: keyboard and touch reach the controls, the figure fits a
+tests/test_explorer_data.py and tests/test_explorer_*.py). Also: keyboard and touch reach the controls, the figure fits a
 390 px phone, and dark mode changes its colours.
 
 Run after ``make book``; skipped with the reason when chromium or the site is missing
