@@ -6,19 +6,21 @@ Longformer's window plus global tokens, BigBird's window, global and random bloc
 * its mask, drawn on ``N_DRAW`` = 64 positions with every length divided by ``SCALE`` = 32
   (window 8 instead of 256, blocks of 2 instead of 64), built by the library's own builders
   in ``attention_lib.masks``: the shape of the pattern at N = 2048, shrunk;
-* the share of the N x N query-key pairs it keeps at each length N of the committed
-  benchmark, counted on the full-size pattern (window 256, blocks of 64) with the library's
-  ``mask_mod`` functions, a block of rows at a time so that no N x N tensor is built;
-* its time and peak memory from the committed benchmark ``benchmarks/results/
-  efficient_cpu.json`` (``benchmarks/efficient.py``) beside torch SDPA and the naive N x N
-  computation of the same run. The benchmark times one fixed pattern, the sliding window
-  (its variant ``local``, causal and not); the others are marked not measured, never
-  estimated.
+* the share of the N x N query-key pairs it keeps at each length N of the benchmark,
+  counted on the full-size pattern with the library's ``mask_mod`` functions, a block of
+  rows at a time so that no N x N tensor is built;
+* its time and tracked peak memory from the committed run of
+  ``benchmarks/sparse_patterns.py`` (``benchmarks/results/sparse_patterns_cpu.json``),
+  which times the library's implementation of every pattern and torch SDPA in the same run;
+  the ratios are to that run's SDPA at the same N and in the same mode (causal or not);
+* naive attention (the N x N scores written out) for scale, from another run, the committed
+  ``benchmarks/results/efficient_cpu.json`` (``benchmarks/efficient.py``), and labelled so.
 
-The full-size parameters other than the benchmark's window are this figure's choice, made so
-that every pattern gives a query about as many keys as the window (513): a dilation of 2,
-64 global tokens, and BigBird's configuration (blocks of 64, one window block on each side,
-2 global blocks, 3 random blocks).
+The full-size parameters are the benchmark's (``benchmarks.sparse_patterns.PATTERNS``,
+imported, so that the figure draws what was timed): a window of 256 on each side (that of
+``efficient.py``), a dilation of 2, 64 global tokens, and BigBird's blocks of 64 with one
+window block on each side, 2 global blocks and 3 random blocks, chosen so that every pattern
+gives a query about as many keys as the window (513).
 """
 from __future__ import annotations
 
@@ -28,40 +30,45 @@ from pathlib import Path
 import torch
 
 from attention_lib import masks
+from benchmarks import sparse_patterns as sp
 from explorers import explorer, rounded
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "benchmarks" / "results" / "efficient_cpu.json"
+BENCH = ROOT / "benchmarks" / "results" / sp.OUT_NAME
+NAIVE = ROOT / "benchmarks" / "results" / "efficient_cpu.json"
 N_DRAW = 64
 SCALE = 32
-SEED = 0  # BigBird's random blocks: torch.Generator().manual_seed(SEED)
-DENSE = ("sdpa", "naive")  # the dense computations every pattern is compared with
+#: How the figure names each of the benchmark's patterns: (menu label, name in the text,
+#: label of its line in the charts).
+NAMES = {
+    "window": ("sliding window", "sliding window", "window"),
+    "causal": ("causal window", "causal sliding window", "causal"),
+    "dilated": ("dilated window", "dilated window", "dilated"),
+    "longformer": ("Longformer", "Longformer window + global tokens", "Longformer"),
+    "bigbird": ("BigBird", "BigBird window + global + random blocks", "BigBird"),
+}
 
 
 def bench() -> dict:
     return json.loads(BENCH.read_text())
 
 
-def patterns(window: int) -> list[dict]:
-    """The patterns, with their full-size parameters (lengths in positions). ``measured``:
-    the benchmark variant that computes this pattern, and in which of its sweeps."""
-    return [
-        {"id": "window", "label": "sliding window", "name": "sliding window", "kind": "window",
-         "params": {"window": window}, "causal": False,
-         "measured": {"variant": "local", "mode": "non_causal"}},
-        {"id": "causal", "label": "causal window", "name": "causal sliding window",
-         "kind": "window",
-         "params": {"window": window}, "causal": True,
-         "measured": {"variant": "local", "mode": "causal"}},
-        {"id": "dilated", "label": "dilated window", "name": "dilated window", "kind": "dilated",
-         "params": {"window": window, "dilation": 2}, "causal": False, "measured": None},
-        {"id": "longformer", "label": "Longformer", "name": "Longformer window + global tokens",
-         "kind": "longformer",
-         "params": {"window": window, "globals": 64}, "causal": False, "measured": None},
-        {"id": "bigbird", "label": "BigBird", "name": "BigBird window + global + random blocks",
-         "kind": "bigbird", "params": {"block": 64, "window_blocks": 1, "global_blocks": 2,
-                                       "random_blocks": 3}, "causal": False, "measured": None},
-    ]
+def naive_run() -> dict:
+    return json.loads(NAIVE.read_text())
+
+
+def mode_of(pattern: dict) -> str:
+    return "causal" if pattern["causal"] else "non_causal"
+
+
+def patterns() -> list[dict]:
+    """The benchmark's patterns with the figure's names; ``measured``: the sweep (mode) and
+    the variant of ``sparse_patterns_cpu.json`` that timed it."""
+    return [{"id": pid, "label": NAMES[pid][0], "name": NAMES[pid][1], "short": NAMES[pid][2],
+             "kind": pat["kind"],
+             "params": pat["params"], "causal": pat["causal"],
+             "measured": {"variant": pid, "mode": mode_of(pat)}}
+            for pid, pat in sp.PATTERNS.items()]
 
 
 LENGTHS = ("window", "globals", "block")  # the parameters that are lengths (divided by SCALE)
@@ -72,25 +79,10 @@ def scaled(params: dict) -> dict:
     return {k: v // SCALE if k in LENGTHS else v for k, v in params.items()}
 
 
-def rand_blocks(n: int, p: dict) -> torch.Tensor:
-    """BigBird's random key blocks for length ``n``, drawn by the library from seed SEED."""
-    nb = -(-n // p["block"])
-    return masks.random_blocks(nb, p["random_blocks"], window_blocks=p["window_blocks"],
-                               num_global_blocks=p["global_blocks"],
-                               generator=torch.Generator().manual_seed(SEED))
-
-
 def build(pattern: dict, params: dict, n: int) -> torch.Tensor:
-    """The (n, n) bool mask of ``pattern`` with ``params``, from the library's builders."""
-    p, causal = params, pattern["causal"]
-    if pattern["kind"] == "window":
-        return masks.sliding_window_mask(n, p["window"], is_causal=causal)
-    if pattern["kind"] == "dilated":
-        return masks.dilated_window_mask(n, p["window"], p["dilation"], is_causal=causal)
-    if pattern["kind"] == "longformer":
-        return masks.longformer_mask(n, p["window"], p["globals"], is_causal=causal)
-    return masks.bigbird_mask(n, p["block"], rand_blocks(n, p), window_blocks=p["window_blocks"],
-                              num_global_blocks=p["global_blocks"], is_causal=causal)
+    """The (n, n) bool mask of ``pattern`` with ``params``: the benchmark's, that is the
+    library's builders (BigBird's random blocks from the benchmark's seed)."""
+    return sp.mask(pattern, params, n)
 
 
 def mask_mod(pattern: dict, params: dict, n: int):
@@ -104,7 +96,7 @@ def mask_mod(pattern: dict, params: dict, n: int):
         mod = masks.or_masks(masks.sliding_window_mod(p["window"]),
                              masks.global_tokens_mod(p["globals"]))
     else:
-        layout = masks.bigbird_layout(-(-n // p["block"]), rand_blocks(n, p),
+        layout = masks.bigbird_layout(-(-n // p["block"]), sp.rand_blocks(n, p),
                                       window_blocks=p["window_blocks"],
                                       num_global_blocks=p["global_blocks"])
         mod = masks.block_layout_mod(layout, p["block"])
@@ -140,12 +132,14 @@ def describe(pattern: dict, p: dict, short: bool = False) -> str:
 
 
 def costs(b: dict, mode: str, variant: str, sizes: list[int]) -> dict:
-    """One variant's measured time (the benchmark's statistic) and tracked peak memory, and
-    their ratios to SDPA's in the same sweep, at every length."""
+    """One variant's measured time (the benchmark's statistic) and tracked peak memory, and,
+    for a pattern, their ratios to SDPA's in the same run and mode, at every length."""
     sweep = b[mode]["sweep"]
     key = "time_min_s" if b["config"]["time_statistic"] == "min" else "time_s"
     t = [sweep[str(n)][variant][key] for n in sizes]
     m = [sweep[str(n)][variant]["tracked_peak_bytes"] for n in sizes]
+    if variant == "sdpa":
+        return {"time_s": rounded(t, 4), "peak_bytes": m}
     t0 = [sweep[str(n)]["sdpa"][key] for n in sizes]
     m0 = [sweep[str(n)]["sdpa"]["tracked_peak_bytes"] for n in sizes]
     return {"time_s": rounded(t, 4), "peak_bytes": m,
@@ -155,16 +149,17 @@ def costs(b: dict, mode: str, variant: str, sizes: list[int]) -> dict:
 
 @explorer("11_sparse_cost")
 def sparse_cost() -> dict:
-    b = bench()
+    b, z = bench(), naive_run()
     cfg, machine = b["config"], b["machine"]
     sizes = [int(n) for n in cfg["sizes"]]
     out = []
-    for pat in patterns(cfg["window"]):
+    for pat in patterns():
         small = scaled(pat["params"])
         drawn = build(pat, small, N_DRAW)
         pairs = [kept_pairs(pat, pat["params"], n) for n in sizes]
         out.append({
-            "id": pat["id"], "label": pat["label"], "name": pat["name"], "causal": pat["causal"],
+            "id": pat["id"], "label": pat["label"], "name": pat["name"], "short": pat["short"],
+            "causal": pat["causal"],
             "params": pat["params"], "draw_params": small,
             "rule": describe(pat, pat["params"]), "draw_rule": describe(pat, small, short=True),
             "mask": ["".join("1" if v else "0" for v in row) for row in drawn.tolist()],
@@ -174,13 +169,27 @@ def sparse_cost() -> dict:
             "keys_per_query": rounded([k / n for k, n in zip(pairs, sizes)], 4),
             "measured": pat["measured"],
         })
-    modes = {mode: {v: costs(b, mode, v, sizes) for v in (*DENSE, "local")}
-             for mode in ("non_causal", "causal")}
+    modes = {mode: {v: costs(b, mode, v, sizes) for v in names}
+             for mode, names in cfg["modes"].items()}
+    zkey = "time_min_s" if z["config"]["time_statistic"] == "min" else "time_s"
+    naive = {mode: {"time_s": rounded([z[mode]["sweep"][str(n)]["naive"][zkey]
+                                       for n in sizes], 4),
+                    "peak_bytes": [z[mode]["sweep"][str(n)]["naive"]["tracked_peak_bytes"]
+                                   for n in sizes]}
+             for mode in cfg["modes"]}
     return {
         "n_draw": N_DRAW, "scale": SCALE, "sizes": sizes, "patterns": out, "cost": modes,
-        "source": {"file": "benchmarks/results/efficient_cpu.json",
+        "naive": naive,
+        "source": {"file": f"benchmarks/results/{sp.OUT_NAME}", "command": cfg["command"],
                    "statistic": cfg["time_statistic"], "repeats": cfg["repeats"],
                    "D": cfg["D"], "B": cfg["B"], "H": cfg["H"], "dtype": cfg["dtype"],
                    "threads": machine["threads"], "torch": machine["torch"],
-                   "window": cfg["window"]},
+                   "cpu": machine["cpu"], "window": cfg["window"],
+                   "check": {"n": b["correctness"]["n"],
+                             "max_abs_diff": {k: float(f"{v:.2g}") for k, v in
+                                              b["correctness"]["max_abs_diff"].items()}}},
+        "naive_source": {"file": "benchmarks/results/efficient_cpu.json",
+                         "statistic": z["config"]["time_statistic"],
+                         "repeats": z["config"]["repeats"],
+                         "threads": z["machine"]["threads"]},
     }

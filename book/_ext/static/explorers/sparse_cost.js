@@ -1,8 +1,10 @@
 /* Chapters 11 and 17: a fixed sparse pattern's mask beside its measured cost. Choose a
  * pattern and a length N; see the mask (drawn on 64 positions, lengths divided by 32), the
- * share of the N x N pairs it keeps at that N, and the time and peak memory the committed
- * benchmark measured for it next to SDPA and the naive N x N computation. Data:
- * book/explorers/11_sparse_cost.json (explorers/ch11_sparse_cost.py). */
+ * share of the N x N pairs it keeps at that N, and the time and peak memory of the library's
+ * implementation of that pattern next to torch SDPA, both measured in the same run of
+ * benchmarks/sparse_patterns.py, with naive attention from another run
+ * (benchmarks/efficient.py) for scale. Data: book/explorers/11_sparse_cost.json
+ * (explorers/ch11_sparse_cost.py). */
 CourseExplorers.register("sparse-cost", function (root, data, ui) {
   "use strict";
   const sizes = data.sizes, byId = {};
@@ -67,16 +69,16 @@ CourseExplorers.register("sparse-cost", function (root, data, ui) {
 
   /* A log-log chart of one cost against N: the dense computations and, when measured,
    * the pattern; the chosen N marked. */
-  function chart(panel, title, field, unit, fmtTick, series, missing) {
+  function chart(panel, title, field, unit, fmtTick, series) {
     ui.clear(panel);
-    const W = 330, H = 236, L = 46, R = 276, T = 30, B = 196;
+    const W = 350, H = 236, L = 46, R = 276, T = 30, B = 196;
     const svg = ui.svg(panel, W, H, title);
     ui.svgEl("text", {x: 0, y: 14, class: "explorer-title"}, svg, title);
     let lo = Infinity, hi = -Infinity;
-    for (const mode of Object.values(data.cost)) {
-      for (const v of Object.values(mode)) {
-        for (const y of v[field]) { lo = Math.min(lo, y); hi = Math.max(hi, y); }
-      }
+    const every = Object.values(data.naive);  /* the same axes for every pattern */
+    for (const m of Object.values(data.cost)) every.push(...Object.values(m));
+    for (const v of every) {
+      for (const y of v[field]) { lo = Math.min(lo, y); hi = Math.max(hi, y); }
     }
     const l0 = Math.floor(Math.log10(lo * unit)), l1 = Math.ceil(Math.log10(hi * unit));
     const lx0 = Math.log2(sizes[0]), lx1 = Math.log2(sizes[sizes.length - 1]);
@@ -98,10 +100,6 @@ CourseExplorers.register("sparse-cost", function (root, data, ui) {
     const now = sizes[state.i];
     ui.svgEl("line", {x1: px(now), x2: px(now), y1: T - 6, y2: B, class: "sparse-cost-now",
                       "data-n": now}, svg);
-    if (missing) {
-      ui.svgEl("text", {x: R - 4, y: B - 8, "text-anchor": "end", "data-name": "not_measured",
-                        class: "explorer-label sparse-cost-missing"}, svg, missing);
-    }
     const ends = [];
     for (const s of series) {
       const ys = s.values[field];
@@ -114,32 +112,33 @@ CourseExplorers.register("sparse-cost", function (root, data, ui) {
       });
       ends.push({y: py(ys[ys.length - 1]), s});
     }
-    ends.sort((a, b) => a.y - b.y);  /* keep the end labels 12 units apart */
-    for (let k = 1; k < ends.length; k++) ends[k].y = Math.max(ends[k].y, ends[k - 1].y + 12);
+    ends.sort((a, b) => a.y - b.y);  /* keep the end labels (one or two lines) apart */
+    for (let k = 1; k < ends.length; k++) {
+      ends[k].y = Math.max(ends[k].y, ends[k - 1].y + (ends[k - 1].s.sub ? 25 : 12));
+    }
     for (const {y, s} of ends) {
       ui.svgEl("text", {x: R + 6, y: y + 4, class: `explorer-label sparse-cost-end ${s.cls}`},
                svg, s.name);
+      if (s.sub) {
+        ui.svgEl("text", {x: R + 6, y: y + 16, class: `explorer-label sparse-cost-end ${s.cls}`},
+                 svg, s.sub);
+      }
     }
   }
 
   function drawCost() {
     const p = byId[state.pattern], n = sizes[state.i], i = state.i;
     figure.dataset.n = n;
-    const mode = p.measured ? p.measured.mode : "non_causal";
-    const cost = data.cost[mode];
+    const mode = p.measured.mode, cost = data.cost[mode], z = data.naive[mode];
+    const v = cost[p.measured.variant], d = cost.sdpa;
     const series = [
-      {key: "naive", name: "naive", cls: "naive", values: cost.naive},
-      {key: "sdpa", name: "SDPA", cls: "sdpa", values: cost.sdpa}];
-    if (p.measured) {
-      series.push({key: p.measured.variant, name: p.measured.variant, cls: "pattern",
-                   values: cost[p.measured.variant]});
-    }
+      {key: "naive", name: "naive", sub: "(other run)", cls: "naive", values: z},
+      {key: "sdpa", name: "SDPA", cls: "sdpa", values: d},
+      {key: p.measured.variant, name: p.short, cls: "pattern", values: v}];
     const causal = p.causal ? ", causal" : "";
-    const tick = v => (v >= 1e4 ? `10${"⁰¹²³⁴⁵⁶⁷⁸⁹"[Math.log10(v)]}` : String(v));
-    const missing = p.measured ? null : `${p.label}: not measured`;
-    chart(timePanel, `time per call, ms${causal}`, "time_s", 1e3, tick, series, missing);
-    chart(memPanel, `peak memory, MiB${causal}`, "peak_bytes", 2 ** -20, tick, series,
-          missing);
+    const tick = x => (x >= 1e4 ? `10${"⁰¹²³⁴⁵⁶⁷⁸⁹"[Math.log10(x)]}` : String(x));
+    chart(timePanel, `time per call, ms${causal}`, "time_s", 1e3, tick, series);
+    chart(memPanel, `peak memory, MiB${causal}`, "peak_bytes", 2 ** -20, tick, series);
 
     ui.clear(keptOut);
     keptOut.append(`At N = ${n}, the ${p.name} (${p.rule}) keeps `);
@@ -149,38 +148,26 @@ CourseExplorers.register("sparse-cost", function (root, data, ui) {
     keptOut.append(" keys per query on average.");
 
     ui.clear(costOut);
-    const d = cost.sdpa, z = cost.naive;
-    if (p.measured) {
-      const v = cost[p.measured.variant], up = v.speedup_vs_sdpa[i], mem = v.memory_vs_sdpa[i];
-      costOut.append(`Measured (${p.measured.variant}, blocked): `);
-      num(costOut, v.time_s[i], ms(v.time_s[i]), "time");
-      costOut.append(" against SDPA's ");
-      num(costOut, d.time_s[i], ms(d.time_s[i]), "sdpa_time");
-      costOut.append(": ");
-      num(costOut, up, up >= 1 ? `${sig(up)}× faster` : `${sig(1 / up)}× slower`, "speedup");
-      costOut.append("; peak memory ");
-      num(costOut, v.peak_bytes[i], mib(v.peak_bytes[i]), "memory");
-      costOut.append(" against ");
-      num(costOut, d.peak_bytes[i], mib(d.peak_bytes[i]), "sdpa_memory");
-      costOut.append(": ");
-      num(costOut, mem, mem >= 1 ? `${sig(mem)}× more` : `${sig(1 / mem)}× less`,
-          "memory_ratio");
-      costOut.append(" (naive, which stores the N × N scores: ");
-      num(costOut, z.peak_bytes[i], mib(z.peak_bytes[i]), "naive_memory");
-      costOut.append(").");
-    } else {
-      ui.el("strong", {"data-name": "not_measured"}, costOut, "Not measured: ");
-      costOut.append("the benchmark times one fixed pattern, the sliding window. " +
-                     "Dense attention at this N: SDPA ");
-      num(costOut, d.time_s[i], ms(d.time_s[i]), "sdpa_time");
-      costOut.append(", ");
-      num(costOut, d.peak_bytes[i], mib(d.peak_bytes[i]), "sdpa_memory");
-      costOut.append("; naive ");
-      num(costOut, z.time_s[i], ms(z.time_s[i]), "naive_time");
-      costOut.append(", ");
-      num(costOut, z.peak_bytes[i], mib(z.peak_bytes[i]), "naive_memory");
-      costOut.append(".");
-    }
+    const up = v.speedup_vs_sdpa[i], mem = v.memory_vs_sdpa[i];
+    costOut.append(`Measured, the library's ${p.label}: `);
+    num(costOut, v.time_s[i], ms(v.time_s[i]), "time");
+    costOut.append(" against SDPA's ");
+    num(costOut, d.time_s[i], ms(d.time_s[i]), "sdpa_time");
+    costOut.append(" in the same run: ");
+    num(costOut, up, up >= 1 ? `${sig(up)}× faster` : `${sig(1 / up)}× slower`, "speedup");
+    costOut.append("; peak memory ");
+    num(costOut, v.peak_bytes[i], mib(v.peak_bytes[i]), "memory");
+    costOut.append(" against ");
+    num(costOut, d.peak_bytes[i], mib(d.peak_bytes[i]), "sdpa_memory");
+    costOut.append(": ");
+    num(costOut, mem, mem >= 1 ? `${sig(mem)}× more` : `${sig(1 / mem)}× less`,
+        "memory_ratio");
+    costOut.append(". Naive attention, which stores the N × N scores (another run, " +
+                   "benchmarks/efficient.py): ");
+    num(costOut, z.time_s[i], ms(z.time_s[i]), "naive_time");
+    costOut.append(", ");
+    num(costOut, z.peak_bytes[i], mib(z.peak_bytes[i]), "naive_memory");
+    costOut.append(".");
   }
 
   drawMask();
