@@ -87,6 +87,11 @@ def main(argv=None) -> int:
                 code_blocks: document.querySelectorAll('pre').length,
                 clipped_code: [...document.querySelectorAll('pre')]
                     .filter(e => e.scrollWidth > e.clientWidth + 1).length,
+                explorers: document.querySelectorAll('figure.explorer').length,
+                explorers_drawn: [...document.querySelectorAll('figure.explorer')]
+                    .filter(f => f.dataset.ready === 'true' && f.querySelector('svg')).length,
+                visible_controls: [...document.querySelectorAll('.explorer-controls')]
+                    .filter(e => e.offsetParent !== null).length,
             })""")
             args.out.parent.mkdir(parents=True, exist_ok=True)
             page.pdf(path=str(args.out), format="A4", print_background=True,

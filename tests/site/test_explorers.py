@@ -118,6 +118,29 @@ def test_explorer_fits_a_phone_and_follows_dark_mode(open_explorer, ident):
     assert light < 0.4 < 0.6 < dark, f"{ident}: text luminance {light:.2f} light, {dark:.2f} dark"
 
 
+def test_explorers_work_from_a_site_opened_from_disk(browser):  # noqa: F811
+    """Opened as files (file://, no server), every explorer still starts: its data is a
+    script next to the page, not a fetch, and nothing is requested from a network."""
+    pages = sorted({p for p, _, _ in PLACED})
+    ctx = browser.new_context()
+    page, errors, http = ctx.new_page(), [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("request", lambda r: http.append(r.url) if not r.url.startswith(
+        ("file:", "data:", "blob:")) else None)
+    try:
+        for p in pages:
+            page.goto((test_site.SITE / f"{p}.html").as_uri(), wait_until="load")
+            page.wait_for_function("() => [...document.querySelectorAll('figure.explorer')]"
+                                   ".every(f => f.dataset.ready)", timeout=20_000)
+            states = page.evaluate("() => [...document.querySelectorAll('figure.explorer')]"
+                                   ".map(f => f.dataset.ready)")
+            assert states and all(s == "true" for s in states), (p, states)
+    finally:
+        ctx.close()
+    assert not errors, errors[:5]
+    assert not http, http[:5]
+
+
 # ----------------------------------------------------------------------- 07: mask builder
 def _mask_setting(e: Explorer) -> dict:
     key = e.page.get_attribute(e.sel, "data-setting")

@@ -58,3 +58,13 @@ def test_no_code_is_clipped_and_nothing_was_downloaded(report):
 def test_the_landing_page_links_it():
     intro = (SITE / "book" / "intro.html").read_text()
     assert 'href="../attention-course.pdf"' in intro
+
+
+def test_explorers_print_as_still_figures(report):
+    """Each explorer draws its first state in the one-page site before it is printed, and
+    its controls are left out of the print."""
+    placed = sum(nb.read_text().count('<figure class=\\"explorer\\"')
+                 for nb in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert placed >= 5
+    assert report["explorers"] == report["explorers_drawn"] == placed, report
+    assert report["visible_controls"] == 0, report
