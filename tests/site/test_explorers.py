@@ -46,7 +46,9 @@ class Explorer:
 
     def __init__(self, browser, server, ident: str, **context):  # noqa: F811
         page_file, data = next((p, d) for p, i, d in PLACED if i == ident)
-        self.visit = Visit(browser, f"{server}/{page_file}.html", **context)
+        # the explorer, not the page: no waiting for the network to settle or for MathJax
+        self.visit = Visit(browser, f"{server}/{page_file}.html", wait_until="load",
+                           without_maths=True, **context)
         self.page = self.visit.page
         self.data = _data(data)
         self.sel = f"#{ident}"

@@ -101,14 +101,19 @@ def shots(tmp_path_factory):
 class Visit:
     """One page load with everything the assertions need."""
 
-    def __init__(self, browser, url: str, **context):
+    def __init__(self, browser, url: str, *, wait_until: str = "networkidle",
+                 without_maths: bool = False, **context):
+        """``without_maths``: MathJax's script is served empty, for tests of something else
+        on a long page (typesetting it takes seconds); ``wait_until`` as in Playwright."""
         self.external, self.console_errors, self.failed = [], [], []
         ctx = browser.new_context(**{"viewport": {"width": 1280, "height": 900}, **context})
         page = ctx.new_page()
 
         def route(r):
             host = urlparse(r.request.url).hostname
-            if r.request.url.startswith(("data:", "blob:")) or host == "127.0.0.1":
+            if without_maths and host == "127.0.0.1" and "/_static/mathjax/" in r.request.url:
+                r.fulfill(status=200, content_type="text/javascript", body="")
+            elif r.request.url.startswith(("data:", "blob:")) or host == "127.0.0.1":
                 r.continue_()
             else:
                 self.external.append(r.request.url)
@@ -119,7 +124,7 @@ class Visit:
                 else None)
         page.on("pageerror", lambda e: self.console_errors.append(str(e)))
         page.on("requestfailed", lambda r: self.failed.append(r.url))
-        self.response = page.goto(url, wait_until="networkidle")
+        self.response = page.goto(url, wait_until=wait_until)
         self.page, self.ctx = page, ctx
 
     def close(self):

@@ -49,11 +49,18 @@
     return /^-0\.?0*$/.test(s) ? s.slice(1) : s;
   }
 
-  /* An <svg> that scales with the column: `w` x `h` user units, never wider than `w` px. */
+  /* An <svg> that scales with the column: `w` x `h` user units, never wider than `w` px.
+   * It is drawn detached and enters the page once the current event's code has drawn it
+   * (a placeholder keeps its place): a page script that watches the DOM, such as the
+   * theme's icon loader, then sees one change instead of one per cell (thousands of cells
+   * took seconds). */
   function svg(parent, w, h, label) {
     const s = svgEl("svg", {viewBox: `0 0 ${w} ${h}`, width: "100%", role: "img",
-                            "aria-label": label || "", class: "explorer-svg"}, parent);
+                            "aria-label": label || "", class: "explorer-svg"});
     s.style.maxWidth = `${w}px`;
+    const spot = document.createComment("explorer svg");
+    parent.appendChild(spot);
+    queueMicrotask(() => { if (spot.parentNode) spot.replaceWith(s); });
     return s;
   }
 
