@@ -4,7 +4,6 @@ cost readout, every drawn number equals book/explorers/11_sparse_cost.json, what
 quotes is what the figure shows, and keyboard and touch reach the controls."""
 from __future__ import annotations
 
-import pytest
 import test_site
 from test_explorers import Explorer, browser, open_explorer, server  # noqa: F401
 
