@@ -349,6 +349,14 @@ def cuda_peak_bytes(fn, q, k, v):
     return peak
 
 
+def record(r: dict) -> dict:
+    """One ``zoo.measure`` result as a point of the results JSON."""
+    return {"time_s": r["time_s"], "time_min_s": r["time_min_s"], "times_s": r["times_s"],
+            "tracked_peak_bytes": r["peak_bytes"], "tracked_largest_bytes": r["largest_bytes"],
+            "relative_error_vs_full": r["error_vs_full"],
+            "relative_error_vs_own_target": r["error_vs_target"]}
+
+
 def time_sweep(sizes, repeats, is_causal):
     out = {}
     for n in sizes:
@@ -356,12 +364,7 @@ def time_sweep(sizes, repeats, is_causal):
         usable = usable_variants()
         res = zoo.measure(usable, q, k, v, is_causal=is_causal, repeats=repeats,
                           window=WINDOW)
-        out[n] = {name: {"time_s": r["time_s"], "time_min_s": r["time_min_s"],
-                         "times_s": r["times_s"], "tracked_peak_bytes": r["peak_bytes"],
-                         "tracked_largest_bytes": r["largest_bytes"],
-                         "relative_error_vs_full": r["error_vs_full"],
-                         "relative_error_vs_own_target": r["error_vs_target"]}
-                  for name, r in res.items()}
+        out[n] = {name: record(r) for name, r in res.items()}
         if DEVICE.type == "cuda":
             for name in res:
                 out[n][name]["cuda_peak_bytes"] = cuda_peak_bytes(

@@ -162,12 +162,7 @@ def sweep(sizes: list[int], repeats: int, is_causal: bool) -> dict:
         q, k, v = be.inputs(n)
         res = zoo.measure(variants(is_causal), q, k, v, is_causal=is_causal, repeats=repeats,
                           window=be.WINDOW)
-        out[n] = {name: {"time_s": r["time_s"], "time_min_s": r["time_min_s"],
-                         "times_s": r["times_s"], "tracked_peak_bytes": r["peak_bytes"],
-                         "tracked_largest_bytes": r["largest_bytes"],
-                         "relative_error_vs_full": r["error_vs_full"],
-                         "relative_error_vs_own_target": r["error_vs_target"]}
-                  for name, r in res.items()}
+        out[n] = {name: be.record(r) for name, r in res.items()}
         print(f"  N={n:6d}  " + "  ".join(f"{name} {r['time_min_s'] * 1e3:.1f} ms"
                                          for name, r in out[n].items()), flush=True)
         del q, k, v

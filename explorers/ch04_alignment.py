@@ -91,6 +91,19 @@ def sparse_rows(q: list[list[int]]) -> list:
     return out
 
 
+def dense(sentence: dict, budget: str, model: str, scale: int = SCALE) -> list[list[float]]:
+    """The inverse of :func:`sparse_rows`: one stored run of ``sentence`` as the full
+    (target words, source words) matrix of weights (what the tests compare with)."""
+    ns = len(sentence["src"].split())
+    out = []
+    for first, cells in sentence["runs"][budget][model]["weights"]:
+        row = [0.0] * ns
+        for k, v in enumerate(cells):
+            row[first + k] = v / scale
+        out.append(row)
+    return out
+
+
 def weights_of(models, c, index) -> dict:
     """{(budget, model): [cropped (Nt, Ns) teacher-forced weights, one per pair]}."""
     out = {}

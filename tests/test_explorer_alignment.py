@@ -23,6 +23,7 @@ from attention_lib.data import make_corpus
 from attention_lib.metrics import sentence_bleu
 from attention_lib.seq2seq import teacher_forced_attention, translate
 from explorers import OUT, load
+from explorers.ch04_alignment import dense
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = load("04_alignment")
@@ -34,18 +35,6 @@ HALF_STEP = 0.5 / DATA["scale"]  # largest rounding error of a stored weight
 def corpus():
     c = DATA["corpus"]
     return make_corpus(c["n_pairs"], seed=c["seed"], max_len=c["max_len"])
-
-
-def dense(sentence: dict, budget: str, model: str) -> list[list[float]]:
-    """The stored weights of one run as a full (Nt, Ns) matrix of floats."""
-    ns = len(sentence["src"].split())
-    out = []
-    for first, cells in sentence["runs"][budget][model]["weights"]:
-        row = [0.0] * ns
-        for k, v in enumerate(cells):
-            row[first + k] = v / DATA["scale"]
-        out.append(row)
-    return out
 
 
 def aer_by_hand(weights: list[list[float]], gold: list[list[int]]) -> tuple[float, int]:

@@ -9,19 +9,10 @@ from __future__ import annotations
 import test_site
 from test_explorers import Explorer, browser, open_explorer, server  # noqa: F401
 
+from explorers.ch04_alignment import dense
+
 pytestmark = test_site.pytestmark
 IDENT = "explorer-alignment"
-
-
-def _dense(data: dict, s: dict, budget: str, model: str) -> list[list[float]]:
-    ns = len(s["src"].split())
-    out = []
-    for first, cells in s["runs"][budget][model]["weights"]:
-        row = [0.0] * ns
-        for k, v in enumerate(cells):
-            row[first + k] = v / data["scale"]
-        out.append(row)
-    return out
 
 
 def _gold(s: dict) -> list[list[float]]:
@@ -47,7 +38,7 @@ def _check_drawn(e: Explorer):
     s = e.data["sentences"][k]
     assert e.cells("gold") == _gold(s)
     for model in ("bahdanau", "luong"):
-        assert e.cells(model) == _dense(e.data, s, budget, model), model
+        assert e.cells(model) == dense(s, budget, model, e.data["scale"]), model
     runs = s["runs"][budget]
     assert _values(e, ".ex-al-aer") == [runs["bahdanau"]["aer"], runs["luong"]["aer"]]
     assert _values(e, ".ex-al-bleu") == [runs["bahdanau"]["bleu"], runs["luong"]["bleu"]]
@@ -75,7 +66,7 @@ def _check_word(e: Explorer, j: int):
     assert e.root.locator("rect.ex-al-row").count() == 3  # one row outline per panel
     assert e.root.locator(f"rect.ex-al-row[data-row='{j}']").count() == 3
     for model in ("bahdanau", "luong"):
-        row = _dense(e.data, s, budget, model)[j]
+        row = dense(s, budget, model, e.data["scale"])[j]
         top = row.index(max(row))
         read = e.root.locator(f".ex-al-word em[data-model='{model}']")
         assert read.get_attribute("data-col") == str(top)
