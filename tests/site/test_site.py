@@ -197,8 +197,9 @@ def test_page(server, browser, shots, file):
             hrefs = page.evaluate("() => [...document.querySelectorAll('a')].map(a => a.href)")
             colab = [h for h in hrefs if "colab.research.google.com" in h]
             assert want in colab, f"{file}: Colab links {colab} do not include {want}"
-        shot = shots / (file.replace("/", "__") + ".png")
-        page.screenshot(path=str(shot), full_page=True)
+        # the whole page as a JPEG: a long chapter's full-page PNG took twice as long
+        shot = shots / (file.replace("/", "__") + ".jpg")
+        page.screenshot(path=str(shot), full_page=True, type="jpeg", quality=80)
         _assert_not_blank(shot)
         # a phone: the page is no wider than the screen, wide equations say they scroll
         page.set_viewport_size({"width": 390, "height": 844})
@@ -298,6 +299,6 @@ def _keep_last_screenshots(tmp_path_factory):
     yield
     base = tmp_path_factory.getbasetemp()
     dest = ROOT / "_build" / "screenshots"
-    for png in base.rglob("screenshots*/*.png"):
+    for shot in [*base.rglob("screenshots*/*.png"), *base.rglob("screenshots*/*.jpg")]:
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy(png, dest / png.name)
+        shutil.copy(shot, dest / shot.name)
