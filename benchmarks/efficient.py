@@ -606,22 +606,37 @@ def plot(results, path):
     plt.close(fig)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_sweep_arguments(p: argparse.ArgumentParser, *, quick_help: str) -> None:
+    """The options of a sweep over N (this script's and sparse_patterns.py's)."""
     p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096, 8192])
     p.add_argument("--with-16k", action="store_true", help="also N = 16384")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--quick", action="store_true", help="N = 512..2048, 3 repeats, no RSS")
-    p.add_argument("--no-rss", action="store_true", help="skip the subprocess RSS measurement")
+    p.add_argument("--quick", action="store_true", help=quick_help)
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: torch's choice, one per core); on a busy "
                         "shared machine, 1 thread avoids stalls at every parallel region")
     p.add_argument("--statistic", choices=sorted(STATISTIC), default="min",
                    help="time of the repeats that ratios and exponents use (default: min; "
                         "the medians are kept in the JSON either way)")
+    p.add_argument("--out", type=Path, default=RESULTS)
+
+
+def sweep_settings(args) -> tuple[list[int], int]:
+    """Apply ``--threads``; return the lengths and the repeats the options ask for."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    sizes = [512, 1024, 2048] if args.quick else list(args.sizes)
+    if args.with_16k and 16384 not in sizes:
+        sizes.append(16384)
+    return sizes, 3 if args.quick else args.repeats
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_sweep_arguments(p, quick_help="N = 512..2048, 3 repeats, no RSS")
+    p.add_argument("--no-rss", action="store_true", help="skip the subprocess RSS measurement")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
-    p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--diagnostics-only", action="store_true",
                    help="no timing: recompute only the performer-pytorch diagnostics (errors, "
                         "deterministic) into the JSON already in --out")
@@ -659,12 +674,7 @@ def main(argv=None):
         (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str))
         plot(results, args.out / f"{stem}.png")
         return
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    sizes = [512, 1024, 2048] if args.quick else list(args.sizes)
-    if args.with_16k and 16384 not in sizes:
-        sizes.append(16384)
-    repeats = 3 if args.quick else args.repeats
+    sizes, repeats = sweep_settings(args)
     if torch.cuda.is_available() and DEVICE.type == "cpu":
         print("note: this run measures the CPU; --device cuda measures the GPU")
     load = os.getloadavg()[0]

@@ -226,23 +226,10 @@ def table(results: dict) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048, 4096, 8192])
-    p.add_argument("--with-16k", action="store_true", help="also N = 16384")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--quick", action="store_true", help="N = 512..2048, 3 repeats")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: torch's choice, one per core), as in "
-                        "efficient.py")
-    p.add_argument("--statistic", choices=sorted(be.STATISTIC), default="min",
-                   help="time of the repeats that ratios and exponents use (default: min)")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    be.add_sweep_arguments(p, quick_help="N = 512..2048, 3 repeats")
+    p.set_defaults(out=RESULTS)
     args = p.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    sizes = [512, 1024, 2048] if args.quick else list(args.sizes)
-    if args.with_16k and 16384 not in sizes:
-        sizes.append(16384)
-    repeats = 3 if args.quick else args.repeats
+    sizes, repeats = be.sweep_settings(args)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs, "
           f"{torch.get_num_threads()} torch threads", flush=True)
     start = time.perf_counter()
