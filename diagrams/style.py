@@ -17,7 +17,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle  # noqa: E402
+from matplotlib.patches import (  # noqa: E402
+    FancyArrowPatch,
+    FancyBboxPatch,
+    PathPatch,
+    Rectangle,
+)
+from matplotlib.path import Path as CurvePath  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "book" / "figures"
 
@@ -100,6 +106,7 @@ def matrix(ax, x: float, y: float, rows: int, cols: int, role: str, *,
     centre of every cell as an array (rows, cols, 2), row 0 at the top.
     """
     centres = np.zeros((rows, cols, 2))
+    hidden_corners = []
     for r in range(rows):
         for c in range(cols):
             x0, y0 = x + c * cell, y + (rows - 1 - r) * cell
@@ -107,12 +114,17 @@ def matrix(ax, x: float, y: float, rows: int, cols: int, role: str, *,
             hidden = masked is not None and bool(masked[r, c])
             ax.add_patch(Rectangle((x0, y0), cell, cell,
                                    facecolor="white" if hidden else tint(role, shade),
-                                   edgecolor=INK, lw=lw,
-                                   hatch="////" if hidden else None))
+                                   edgecolor=INK, lw=lw))
             if hidden:
-                ax.add_patch(Rectangle((x0, y0), cell, cell, facecolor="none",
-                                       edgecolor=ROLE["mask"], lw=0, hatch="////"))
+                hidden_corners.append((x0, y0))
             centres[r, c] = (x0 + cell / 2, y0 + cell / 2)
+    if hidden_corners:
+        # one hatched shape for all masked cells: a browser prints one pattern fill quickly,
+        # and a thousand of them (chapter 11's patterns) slowly
+        shape = _cells_path(hidden_corners, cell)
+        for colour in (INK, ROLE["mask"]):  # the grey hatch over an ink one, as in the legend
+            ax.add_patch(PathPatch(shape, facecolor="none", edgecolor=colour, lw=0,
+                                   hatch="////"))
     if label:
         w, h = cols * cell, rows * cell
         where = {"top": (x + w / 2, y + h + 0.45, "center", "bottom"),
@@ -121,6 +133,15 @@ def matrix(ax, x: float, y: float, rows: int, cols: int, role: str, *,
                  "right": (x + w + 0.3, y + h / 2, "left", "center")}[label_side]
         text(ax, where[0], where[1], label, ha=where[2], va=where[3])
     return centres
+
+
+def _cells_path(corners: Sequence[tuple[float, float]], cell: float) -> CurvePath:
+    """One path made of the squares of side ``cell`` at the bottom-left ``corners``."""
+    square = np.array([(0, 0), (cell, 0), (cell, cell), (0, cell), (0, 0)], dtype=float)
+    vertices = np.concatenate([square + corner for corner in corners])
+    codes = np.tile([CurvePath.MOVETO] + [CurvePath.LINETO] * 3 + [CurvePath.CLOSEPOLY],
+                    len(corners))
+    return CurvePath(vertices, codes)
 
 
 def vector(ax, x: float, y: float, n: int, role: str, *, vertical: bool = False,
