@@ -86,10 +86,11 @@ def projections(m: int, orthogonal: bool, count: int = DRAWS) -> torch.Tensor:
                                              dtype=torch.float64) for _ in range(count)])
 
 
-def attention_run(r: float, w: torch.Tensor, kind: str) -> tuple[float, float]:
-    """(relative error of the output, fraction of queries with a normaliser <= 0)."""
-    q, k, v = attention_inputs(r)
-    ref = reference_attention(q, k, v)
+def attention_run(inputs: tuple[torch.Tensor, ...], ref: torch.Tensor, w: torch.Tensor,
+                  kind: str) -> tuple[float, float]:
+    """(relative error of the output, fraction of queries with a normaliser <= 0) for
+    ``inputs`` = (q, k, v) of :func:`attention_inputs` and their exact attention ``ref``."""
+    q, k, v = inputs
     out = RF.performer_attention(q, k, v, w, kind=kind)
     s = D ** -0.25  # exp(q . k / sqrt(D)) = exp((s q) . (s k))
     phi_q, phi_k = RF.performer_features(q * s, k * s, w, kind=kind)
@@ -103,6 +104,8 @@ def random_features() -> dict:
     settings, radii = {}, {}
     for ri, r in enumerate(RADII):
         x, y = pairs(r)
+        inputs = attention_inputs(r)
+        ref = reference_attention(*inputs)  # the same for every m, feature type and draw
         exact = torch.exp((x * y).sum(-1))  # (12,)
         radii[str(ri)] = {"exact": rounded(exact, 5)}
         for mi, m in enumerate(MS):
@@ -115,7 +118,8 @@ def random_features() -> dict:
                 s["mse"][name] = rounded(((est - exact) ** 2).mean(0), 4)
                 if not orth:  # Lemma 2 is about iid frequencies
                     s["lemma2"][name] = rounded(RF.softmax_kernel_mse(x, y, m, kind=kind), 4)
-                runs = [attention_run(r, w[i], kind) for i in range(ATTENTION_DRAWS)]
+                runs = [attention_run(inputs, ref, w[i], kind)
+                        for i in range(ATTENTION_DRAWS)]
                 errors = [e for e, _ in runs]
                 s["attention"][name] = rounded(errors, 4)
                 s["attention_median"][name] = rounded(sorted(errors)[len(errors) // 2], 4)
