@@ -4,9 +4,10 @@ Serves ``_build/html`` on 127.0.0.1 and visits every page of ``_toc.yml``. Each 
 load with HTTP 200 and no console error, typeset its maths with the *local* MathJax, load
 every image, show no traceback in cell outputs, make no request that leaves 127.0.0.1, and
 (for notebooks) carry an "Open in Colab" link to that notebook in the repository.
-A screenshot per page is written to the test's temp dir and checked not to be blank. The
-same page is then narrowed to a 390 px phone (no sideways scrolling, wide equations marked
-as scrolling; a second screenshot) and put in print mode (no clipped code block).
+A screenshot per page (its first screen; the whole page with ``FULL_PAGE_SCREENSHOTS=1``) is
+written to the test's temp dir and checked not to be blank. The same page is then narrowed
+to a 390 px phone (no sideways scrolling, wide equations marked as scrolling; a second
+screenshot) and put in print mode (no clipped code block).
 
 Run after ``make book``: ``pytest tests/site``. Skipped, with the reason, when chromium or
 the built site is missing.
@@ -27,6 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 SITE = Path(os.environ.get("SITE_DIR", ROOT / "_build" / "html"))
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+FULL_PAGE = bool(os.environ.get("FULL_PAGE_SCREENSHOTS"))  # else each page's first screen
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 LAUNCH_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -152,9 +154,18 @@ def _assert_not_blank(path: Path) -> None:
     assert hi - lo > 50, f"screenshot {path} has almost no contrast"
 
 
+def _settle(page) -> None:
+    """Wait until the page has laid out and painted twice (after a resize, course.js has
+    re-marked the wide equations by then)."""
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() =>"
+                  " requestAnimationFrame(r)))")
+
+
 @pytest.mark.parametrize("file", PAGES)
 def test_page(server, browser, shots, file):
-    v = Visit(browser, _page_url(server, file))
+    # checked from "load" on; the network's going idle is awaited before the requests are
+    # checked, by which time it has long been idle (no 500 ms wait per page)
+    v = Visit(browser, _page_url(server, file), wait_until="load")
     try:
         page = v.page
         assert v.response is not None and v.response.status == 200, (
@@ -184,10 +195,6 @@ def test_page(server, browser, shots, file):
                                 ".map(e => e.innerText)")
         for out in outputs:
             assert "Traceback" not in out and "Error" not in out, f"{file}: output shows {out[:200]!r}"
-        # network and console
-        assert not v.external, f"{file}: requests left 127.0.0.1: {v.external[:5]}"
-        assert not v.failed, f"{file}: requests failed: {v.failed[:5]}"
-        assert not v.console_errors, f"{file}: console errors: {v.console_errors[:5]}"
         # Colab launch link of a notebook page points at that notebook in the repository
         if file.startswith(("notebooks/", "exercises/")):
             repo = CONFIG["repository"]
@@ -197,13 +204,14 @@ def test_page(server, browser, shots, file):
             hrefs = page.evaluate("() => [...document.querySelectorAll('a')].map(a => a.href)")
             colab = [h for h in hrefs if "colab.research.google.com" in h]
             assert want in colab, f"{file}: Colab links {colab} do not include {want}"
-        # the whole page as a JPEG: a long chapter's full-page PNG took twice as long
+        # the first screen as a JPEG, or the whole page with FULL_PAGE_SCREENSHOTS=1 (a long
+        # chapter's whole page takes seconds)
         shot = shots / (file.replace("/", "__") + ".jpg")
-        page.screenshot(path=str(shot), full_page=True, type="jpeg", quality=80)
+        page.screenshot(path=str(shot), full_page=FULL_PAGE, type="jpeg", quality=80)
         _assert_not_blank(shot)
         # a phone: the page is no wider than the screen, wide equations say they scroll
         page.set_viewport_size({"width": 390, "height": 844})
-        page.wait_for_timeout(300)  # reflow, the sidebar closing; course.js re-marks equations
+        _settle(page)  # reflow, the sidebar closing; course.js re-marks equations
         sizes = page.evaluate("() => [document.documentElement.scrollWidth,"
                               " document.documentElement.clientWidth]")
         assert sizes[0] <= sizes[1], (
@@ -219,6 +227,11 @@ def test_page(server, browser, shots, file):
         clipped = page.evaluate("() => [...document.querySelectorAll('pre')]"
                                 ".filter(e => e.scrollWidth > e.clientWidth + 1).length")
         assert clipped == 0, f"{file}: {clipped} code blocks clipped in print"
+        # network and console, once every request has ended
+        page.wait_for_load_state("networkidle")
+        assert not v.external, f"{file}: requests left 127.0.0.1: {v.external[:5]}"
+        assert not v.failed, f"{file}: requests failed: {v.failed[:5]}"
+        assert not v.console_errors, f"{file}: console errors: {v.console_errors[:5]}"
     finally:
         v.close()
 
