@@ -183,13 +183,19 @@
               parent);
   }
 
+  /* A log scale from [lo, hi] onto [a, b] of the screen (values outside are clamped). */
+  function logScale(lo, hi, a, b) {
+    const l0 = Math.log10(lo), l1 = Math.log10(hi);
+    return v => a + (Math.log10(Math.min(Math.max(v, lo), hi)) - l0) / (l1 - l0) * (b - a);
+  }
+
   function value(parent, v, digits, cls) {
     return el("span", {class: "explorer-value" + (cls ? ` ${cls}` : ""), "data-value": v},
               parent, fmt(v, digits));
   }
 
   const ui = {el, svgEl, svg, clear, heatmap, controls, slider, select, toggle, button,
-              readout, value, fmt};
+              readout, value, fmt, logScale};
 
   function start(root) {
     const kind = root.dataset.explorer, name = root.dataset.data;

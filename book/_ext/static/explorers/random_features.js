@@ -41,11 +41,6 @@ CourseExplorers.register("random-features", function (root, data, ui) {
   }
   function tick(e) { return e === 0 ? "1" : e === 1 ? "10" : `1e${e}`; }
 
-  /* A log scale from [lo, hi] (powers of 10) onto [a, b] of the screen. */
-  function logScale(lo, hi, a, b) {
-    const l0 = Math.log10(lo), l1 = Math.log10(hi);
-    return v => a + (Math.log10(Math.min(Math.max(v, lo), hi)) - l0) / (l1 - l0) * (b - a);
-  }
   function decades(values, pad) {
     const pos = values.filter(v => v > 0);
     let lo = Math.floor(Math.log10(Math.min(...pos)) - (pad || 0));
@@ -80,8 +75,8 @@ CourseExplorers.register("random-features", function (root, data, ui) {
     const s = setting();
     TYPES.forEach((t, k) => {
       const x0 = left + k * (size + gap);
-      const sx = logScale(10 ** lo, 10 ** hi, x0, x0 + size);
-      const sy = logScale(10 ** lo, 10 ** hi, y0 + size, y0);
+      const sx = ui.logScale(10 ** lo, 10 ** hi, x0, x0 + size);
+      const sy = ui.logScale(10 ** lo, 10 ** hi, y0 + size, y0);
       const g = ui.svgEl("g", {class: `rf-scatter rf-${t}`, "data-type": t}, svg);
       ui.svgEl("rect", {x: x0, y: y0, width: size, height: size, class: "rf-frame"}, g);
       ui.svgEl("text", {x: x0 + size / 2, y: y0 - 6, "text-anchor": "middle",
@@ -124,7 +119,7 @@ CourseExplorers.register("random-features", function (root, data, ui) {
              "(b) attention: relative error");
     ui.svgEl("text", {x: 0, y: 26, class: "explorer-label"}, svg,
              `${data.n} queries and keys, ${data.attention_draws} draws; bar: median`);
-    const lo = -2, hi = 3, sx = logScale(10 ** lo, 10 ** hi, x0, x1);
+    const lo = -2, hi = 3, sx = ui.logScale(10 ** lo, 10 ** hi, x0, x1);
     for (let e = lo; e <= hi; e++) {
       ui.svgEl("line", {x1: sx(10 ** e), x2: sx(10 ** e), y1: y0 - 4,
                         y2: y0 + TYPES.length * row - 6, class: "rf-grid"}, svg);
@@ -163,8 +158,8 @@ CourseExplorers.register("random-features", function (root, data, ui) {
       for (const t of ["trig", "positive"]) vals.push(s.lemma2[t][state.pair]);
     }
     const [lo, hi] = decades(vals, 0);
-    const sy = logScale(10 ** lo, 10 ** hi, y1, y0);
-    const sx = logScale(data.ms[0], data.ms[data.ms.length - 1], x0, x1);
+    const sy = ui.logScale(10 ** lo, 10 ** hi, y1, y0);
+    const sx = ui.logScale(data.ms[0], data.ms[data.ms.length - 1], x0, x1);
     ui.svgEl("rect", {x: x0, y: y0, width: x1 - x0, height: y1 - y0, class: "rf-frame"}, svg);
     for (const e of ticks(lo, hi, 6)) {
       ui.svgEl("line", {x1: x0, x2: x1, y1: sy(10 ** e), y2: sy(10 ** e), class: "rf-grid"}, svg);

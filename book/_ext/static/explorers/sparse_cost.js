@@ -83,7 +83,7 @@ CourseExplorers.register("sparse-cost", function (root, data, ui) {
     const l0 = Math.floor(Math.log10(lo * unit)), l1 = Math.ceil(Math.log10(hi * unit));
     const lx0 = Math.log2(sizes[0]), lx1 = Math.log2(sizes[sizes.length - 1]);
     const px = n => L + (R - L) * (Math.log2(n) - lx0) / (lx1 - lx0);
-    const py = y => B - (B - T) * (Math.log10(y * unit) - l0) / (l1 - l0);
+    const toY = ui.logScale(10 ** l0, 10 ** l1, B, T), py = y => toY(y * unit);
     for (let e = l0; e <= l1; e++) {
       const y = B - (B - T) * (e - l0) / (l1 - l0);
       ui.svgEl("line", {x1: L, x2: R, y1: y, y2: y, class: "sparse-cost-grid"}, svg);
